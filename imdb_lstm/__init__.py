@@ -1,0 +1,1 @@
+"""Code the pipeline's stages share: params, data, model, backend set-up, tlx fixes."""

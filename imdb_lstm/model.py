@@ -1,0 +1,72 @@
+"""The classifier: Embedding → LSTM over time → mean over time → Linear+ReLU → Linear (2 logits).
+
+Import after `imdb_lstm.backend.load(...)`: the layers come from the tlx it loaded.
+Saved as two files in one folder: model.json (architecture, backend) and weights.npz
+(tlx's `npz` format, which loads on either backend for this model).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from imdb_lstm import backend
+from imdb_lstm.errors import PipelineError
+
+tlx = backend.tlx()
+
+
+class SentimentLSTM(tlx.nn.Module):
+    def __init__(self, vocab_size, embedding_dim, hidden_size):
+        super().__init__()
+        self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size}
+        self.embedding = tlx.nn.Embedding(vocab_size, embedding_dim)
+        # batch_first=True: the recurrence runs over each review's words. The tutorial left tlx's
+        # default (False), so it ran across the reviews of a batch instead.
+        self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, batch_first=True)
+        self.dense = tlx.nn.Linear(in_features=hidden_size, out_features=hidden_size, act=tlx.nn.ReLU)
+        self.classify = tlx.nn.Linear(in_features=hidden_size, out_features=2)
+
+    def forward(self, ids):
+        states, _ = self.lstm(self.embedding(ids))
+        return self.classify(self.dense(tlx.reduce_mean(states, axis=1)))
+
+
+def save(net, folder):
+    """Write model.json and weights.npz into `folder` (which the caller makes atomic)."""
+    folder = Path(folder)
+    info = {**net.config, "trained_on": backend.version()}
+    (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    net.save_weights(str(folder / "weights.npz"), format="npz")
+
+
+def load(folder):
+    """The trained model in `folder`, in eval mode, on whichever backend is loaded."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / "model.json").read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"no trained model in {folder}: run `dvc repro train` first") from None
+    net = SentimentLSTM(info["vocab_size"], info["embedding_dim"], info["hidden_size"])
+    # tlx's own npz loader unpickles (allow_pickle=True); these arrays are read without it.
+    with np.load(folder / "weights.npz", allow_pickle=False) as saved:
+        weights = [saved[str(i)] for i in range(len(saved.files))]
+    expected = [tuple(w.shape) for w in net.all_weights]
+    if [w.shape for w in weights] != expected:
+        raise PipelineError(f"{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`")
+    tlx.files.assign_weights(weights, net)
+    net.set_eval()
+    return net
+
+
+def predict_logits(net, ids, batch_size=500):
+    """The (len(ids), 2) logits for rows of word ids, in batches, without recording gradients."""
+    with backend.no_grad():
+        return np.concatenate([
+            tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[start:start + batch_size])))
+            for start in range(0, len(ids), batch_size)
+        ]).astype(np.float64)
+
+
+def positive_probability(logits):
+    """Softmax of two logits, as P(positive)."""
+    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))

@@ -1,0 +1,76 @@
+"""Load params.yaml and check every key before any heavy work."""
+import difflib
+import re
+from pathlib import Path
+
+import yaml
+
+from imdb_lstm.errors import PipelineError
+
+BACKENDS = ("torch", "paddle")
+
+
+def _choice(*allowed):
+    return lambda v: v in allowed, "one of " + ", ".join(allowed)
+
+
+def _int_range(low, high):
+    return lambda v: low <= v <= high, f"an integer from {low} to {high}"
+
+
+# key: (type, check, what is allowed). A nested dict is a params.yaml section.
+SCHEMA = {
+    "backend": (str, *_choice(*BACKENDS)),
+    "epochs": (int, *_int_range(1, 1000)),
+    "batch_size": (int, *_int_range(1, 65536)),
+    "lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
+    "seed": (int, *_int_range(0, 2**32 - 1)),
+    "data": {
+        "url": (str, lambda v: re.match(r"(https?|file)://", v), "an http(s):// or file:// URL"),
+        "sha256": (str, lambda v: re.fullmatch(r"[0-9a-f]{64}", v), "64 lower-case hex digits"),
+        "vocab_size": (int, *_int_range(1, 1_000_000)),
+        "seq_len": (int, *_int_range(1, 5000)),
+        "truncate": (str, *_choice("pre", "post")),
+        "pad": (str, *_choice("pre", "post")),
+    },
+    "model": {
+        "embedding_dim": (int, *_int_range(1, 4096)),
+        "hidden_size": (int, *_int_range(1, 4096)),
+    },
+}
+
+
+def load_params(path="params.yaml"):
+    """Return params.yaml as a dict, or raise PipelineError naming the first bad key."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found: run the stage from the repository root") from None
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{path} is not valid YAML: {error}") from None
+    check(params, SCHEMA, path)
+    return params
+
+
+def check(values, schema, path, prefix=""):
+    if not isinstance(values, dict):
+        raise PipelineError(f"{path}: {prefix.rstrip('.') or 'the file'} must be a mapping of keys to values")
+    for key in values:
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise PipelineError(f"{path}: unknown key '{prefix}{key}'{hint} (allowed: {', '.join(schema)})")
+    for key, rule in schema.items():
+        name = prefix + key
+        if key not in values:
+            raise PipelineError(f"{path}: missing key '{name}'")
+        value = values[key]
+        if isinstance(rule, dict):
+            check(value, rule, path, name + ".")
+            continue
+        kind, ok, allowed = rule
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = values[key] = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) or not ok(value):
+            raise PipelineError(f"{path}: '{name}' is {value!r}; it must be {allowed}")
