@@ -1,0 +1,30 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def run_backend(backend, code, without=None, timeout=300):
+    """Run `code` in a fresh python with `tlx` loaded on `backend` (tlx picks its backend once per
+    process). `without` names a compat fix to leave out, to show the code fails without it."""
+    skip = f"compat.{without} = lambda *args: None\n" if without else ""
+    program = (
+        "from imdb_lstm import backend, compat\n"
+        f"{skip}tlx = backend.load({backend!r})\n"
+        "import numpy as np\n" + textwrap.dedent(code)
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def backend_run():
+    return run_backend

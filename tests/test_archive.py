@@ -1,0 +1,132 @@
+"""Streaming reads of the IMDB archive: reviews, fingerprint, and refusal of unsafe or damaged files."""
+import gzip
+import tarfile
+
+import pytest
+
+from imdb_fixture import make_archive, member_info, write_archive
+from imdb_lstm.archive import Review, fingerprint, iter_reviews
+from imdb_lstm.errors import PipelineError
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "aclImdb_v1.tar.gz"
+    make_archive(path, n_per_class=5, n_unsup=3)
+    return path
+
+
+def members_of(path):
+    """The (TarInfo, bytes) pairs of a fixture archive, to rewrite it."""
+    with tarfile.open(path, "r:gz") as tar:
+        return [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+
+
+def test_reviews_in_archive_order_with_labels_from_their_folder(tiny):
+    reviews = list(iter_reviews(tiny))
+    assert len(reviews) == 20
+    assert all(isinstance(r, Review) and isinstance(r.text, str) and r.text.strip() for r in reviews)
+    assert [r.split for r in reviews] == ["test"] * 10 + ["train"] * 10  # the fixture's sorted member order
+    for review in reviews:
+        assert review.label == (1 if review.rating >= 7 else 0)
+        assert review.rating in (*range(1, 5), *range(7, 11))
+    assert "<br /><br />" in reviews[0].text
+
+
+def test_unsup_reviews_only_on_request(tiny):
+    unsup = [r for r in iter_reviews(tiny, include_unsup=True) if r.label == -1]
+    assert [(r.split, r.rating) for r in unsup] == [("train", 0)] * 3
+    assert sorted(r.id for r in unsup) == [0, 1, 2]
+
+
+def test_fixture_is_reproducible(tmp_path):
+    assert make_archive(tmp_path / "a.tar.gz") == make_archive(tmp_path / "b.tar.gz")
+    assert make_archive(tmp_path / "c.tar.gz", seed=1) != make_archive(tmp_path / "a.tar.gz")
+
+
+def test_fingerprint_counts_reviews_per_folder(tiny):
+    counts, digest = fingerprint(tiny)
+    assert counts == {"train/pos": 5, "train/neg": 5, "test/pos": 5, "test/neg": 5, "train/unsup": 3}
+    assert len(digest) == 64
+
+
+def test_fingerprint_ignores_member_order_and_other_files(tiny, tmp_path):
+    # Like the official archive and its repack: same reviews, other order, extra .feat files.
+    members = members_of(tiny)[::-1] + [(member_info("aclImdb/train/labeledBow.feat", size=4), b"0 0\n")]
+    write_archive(tmp_path / "repack.tar.gz", members)
+    assert fingerprint(tmp_path / "repack.tar.gz") == fingerprint(tiny)
+
+
+def test_fingerprint_covers_labels_and_texts(tiny, tmp_path):
+    members = members_of(tiny)
+    index = next(i for i, (info, _) in enumerate(members) if "/test/pos/" in info.name)
+    info, data = members[index]
+    relabelled, edited = list(members), list(members)
+    relabelled[index] = (member_info(info.name.replace("/pos/", "/neg/"), size=len(data)), data)
+    edited[index] = (info, data.replace(b".", b"!"))
+    write_archive(tmp_path / "relabelled.tar.gz", relabelled)
+    write_archive(tmp_path / "edited.tar.gz", edited)
+    counts, digest = fingerprint(tiny)
+    relabelled_counts, relabelled_digest = fingerprint(tmp_path / "relabelled.tar.gz")
+    assert relabelled_counts == {**counts, "test/pos": 4, "test/neg": 6} and relabelled_digest != digest
+    edited_counts, edited_digest = fingerprint(tmp_path / "edited.tar.gz")
+    assert edited_counts == counts and edited_digest != digest
+
+
+def test_non_imdb_archive_has_no_reviews(tmp_path):
+    path = tmp_path / "other.tar.gz"
+    write_archive(path, [(member_info("photos/cat.txt", size=4), b"meow")])
+    assert fingerprint(path)[0] == dict.fromkeys(["train/pos", "train/neg", "test/pos", "test/neg", "train/unsup"], 0)
+    assert list(iter_reviews(path)) == []
+
+
+@pytest.mark.parametrize("info, data, problem", [
+    (member_info("../x", size=3), b"bad", "absolute path or a '..' component"),
+    (member_info("/abs/x", size=3), b"bad", "absolute path or a '..' component"),
+    (member_info("aclImdb/x/../../y", size=3), b"bad", "absolute path or a '..' component"),
+    (member_info("aclImdb/train/pos/900_9.txt", tarfile.SYMTYPE, linkname="/etc/passwd"), None, "link"),
+    (member_info("aclImdb/train/pos/901_9.txt", tarfile.LNKTYPE, linkname="aclImdb/README"), None, "link"),
+    (member_info("aclImdb/fifo", tarfile.FIFOTYPE), None, "device or fifo"),
+    (member_info("aclImdb/tty", tarfile.CHRTYPE), None, "device or fifo"),
+    (member_info("aclImdb/README", size=5), b"again", "second copy"),
+])
+def test_unsafe_member_is_refused(tmp_path, info, data, problem):
+    path = tmp_path / "bad.tar.gz"
+    make_archive(path, n_per_class=2, n_unsup=1, extra_members=[(info, data)])
+    with pytest.raises(PipelineError, match="unsafe member") as error:
+        list(iter_reviews(path))
+    assert info.name in str(error.value) and problem in str(error.value) and "download it again" in str(error.value)
+
+
+@pytest.mark.parametrize("data, problem", [(b"caf\xe9 \xff", "not valid UTF-8"), (b" \n\t ", "is empty")])
+def test_invalid_review_is_refused(tmp_path, data, problem):
+    path = tmp_path / "bad.tar.gz"
+    name = "aclImdb/test/neg/777_1.txt"
+    make_archive(path, n_per_class=2, n_unsup=1, extra_members=[(member_info(name, size=len(data)), data)])
+    for read in (iter_reviews, fingerprint):
+        with pytest.raises(PipelineError, match=problem) as error:
+            list(read(path))
+        assert str(path) in str(error.value) and name in str(error.value)
+
+
+def damaged(tiny, how):
+    data = tiny.read_bytes()
+    return {"truncated": data[: len(data) // 2],
+            "trailer cut": data[:-4],  # every member readable, only gzip's CRC and length missing
+            "bit flip": data[:200] + bytes([data[200] ^ 0xFF]) + data[201:],
+            "not gzip": b"<html>Service unavailable</html>\n" * 20,
+            "not tar": gzip.compress(b"not a tar archive\n" * 100, mtime=0),
+            "empty": b""}[how]
+
+
+@pytest.mark.parametrize("how", ["truncated", "trailer cut", "bit flip", "not gzip", "not tar", "empty"])
+def test_damaged_archive_is_refused(tiny, how):
+    tiny.write_bytes(damaged(tiny, how))
+    with pytest.raises(PipelineError, match="cannot read .* as a .tar.gz archive") as error:
+        list(iter_reviews(tiny))
+    assert str(tiny) in str(error.value) and "download it again" in str(error.value)
+
+
+def test_missing_archive_is_reported(tmp_path):
+    with pytest.raises(PipelineError, match="No such file"):
+        list(iter_reviews(tmp_path / "missing.tar.gz"))

@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from imdb_lstm.errors import PipelineError
+from imdb_lstm.params import load_params
+from conftest import ROOT
+
+DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def write(tmp_path, params):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def with_change(key, value):
+    params = yaml.safe_load(yaml.safe_dump(DEFAULTS))
+    *sections, last = key.split(".")
+    target = params
+    for section in sections:
+        target = target[section]
+    if value is DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return params
+
+
+DELETE = object()
+
+
+def test_the_committed_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params["backend"] in ("torch", "paddle")
+    assert params["epochs"] == 5
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("backend", "tensorflow", "'backend' is 'tensorflow'; it must be one of torch, paddle"),
+    ("epochs", 0, "'epochs' is 0; it must be an integer from 1 to 1000"),
+    ("epochs", -3, "'epochs' is -3"),
+    ("epochs", 2.5, "'epochs' is 2.5; it must be an integer"),
+    ("epochs", "5", "'epochs' is '5'"),
+    ("epochs", True, "'epochs' is True"),
+    ("lr", 0, "'lr' is 0.0; it must be a number above 0"),
+    ("lr", "fast", "'lr' is 'fast'"),
+    ("data.seq_len", 0, "'data.seq_len' is 0; it must be an integer from 1 to 5000"),
+    ("data.vocab_size", 10**9, "'data.vocab_size' is 1000000000"),
+    ("data.truncate", "middle", "'data.truncate' is 'middle'; it must be one of pre, post"),
+    ("data.sha256", "abc", "'data.sha256' is 'abc'; it must be 64 lower-case hex digits"),
+    ("data.url", "ftp://x", "'data.url' is 'ftp://x'"),
+    ("model.hidden_size", None, "'model.hidden_size' is None"),
+    ("epochs", DELETE, "missing key 'epochs'"),
+    ("model.embedding_dim", DELETE, "missing key 'model.embedding_dim'"),
+])
+def test_bad_values_are_named_with_what_is_allowed(tmp_path, key, value, expected):
+    with pytest.raises(PipelineError) as error:
+        load_params(write(tmp_path, with_change(key, value)))
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("key, suggestion", [("epoch", "epochs"), ("data.seqlen", "data.seq_len")])
+def test_a_typo_is_refused_with_a_suggestion(tmp_path, key, suggestion):
+    params = with_change(key, 3)
+    with pytest.raises(PipelineError) as error:
+        load_params(write(tmp_path, params))
+    assert f"unknown key '{key}'; did you mean '{suggestion}'?" in str(error.value)
+
+
+def test_an_integer_learning_rate_is_read_as_a_float(tmp_path):
+    assert load_params(write(tmp_path, with_change("lr", 1)))["lr"] == 1.0
+
+
+def test_a_file_that_is_not_a_mapping_or_not_yaml_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(PipelineError, match="must be a mapping"):
+        load_params(path)
+    path.write_text("epochs: [1,\n")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        load_params(path)
+    with pytest.raises(PipelineError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
