@@ -5,6 +5,8 @@ says what breaks without it; tests/test_compat.py has a test per fix that fails 
 `before_import` runs before the first `import tensorlayerx`, `after_import` right after.
 Facts and measurements: ../shared/notes/tensorlayerx-0.5.8.md.
 """
+import contextlib
+import math
 import sys
 import types
 
@@ -12,6 +14,9 @@ import types
 def before_import(backend):
     if backend == "torch":
         _skip_torchvision_box_ops()
+    if backend == "paddle":
+        _install_fluid_standin()
+        _truncate_at_two_sigma()
 
 
 def after_import(backend, tlx):
@@ -19,6 +24,11 @@ def after_import(backend, tlx):
         _accept_remove_duplicate(tlx)
         _keep_rnn_train_method(tlx)
         _step_real_torch_optimizer(tlx)
+    if backend == "paddle":
+        _remove_fluid_standin()
+        _pack_rnn_weights_eagerly(tlx)
+        _make_rnn_zero_states(tlx)
+        _draw_he_xavier_eagerly(tlx)
     _set_train_recursively(tlx)
 
 
@@ -80,18 +90,149 @@ def _step_real_torch_optimizer(tlx):
 
 def _set_train_recursively(tlx):
     """`net.set_eval()` leaves dropout on: tlx sets `is_train` on direct children only and never
-    sets the backend's own `.training` flag, which torch's and paddle's dropout and RNN read."""
+    sets the backend's own `.training` flag, which torch's and paddle's dropout and RNN kernels read."""
 
     def set_train(self, mode=True):
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for layer in _sublayers(self):
+        for layer in self.modules():  # self and every sublayer, on torch and paddle
             layer.is_train = mode
-            layer.training = mode
+        # The backend's own switch sets `.training` everywhere (and paddle's global tracer mode).
+        self.train() if mode else self.eval()
         return self
 
     tlx.nn.Module.set_train = set_train
+    tlx.nn.Module.set_eval = lambda self: set_train(self, False)
 
 
-def _sublayers(module):
-    return module.modules() if hasattr(module, "modules") else [module, *module.sublayers()]
+# --- paddle ---
+
+
+def _install_fluid_standin():
+    """`import tensorlayerx` fails with "No module named 'paddle.fluid'" (removed in paddle 2.6).
+    Stand in a `paddle.fluid` tree holding each name tlx imports, from its paddle 3 home."""
+    import paddle
+    import paddle.distributed.parallel_helper as parallel_helper
+    from paddle import base
+    from paddle.nn import initializer as init
+    from paddle.utils import layers_utils
+
+    tree = {
+        "paddle.fluid": dict(framework=base.framework, core=base.core, unique_name=base.unique_name,
+                             data_feeder=base.data_feeder, program_guard=base.framework.program_guard,
+                             default_startup_program=base.framework.default_startup_program),
+        "paddle.fluid.framework": base.framework,
+        "paddle.fluid.core": base.core,
+        "paddle.fluid.data_feeder": base.data_feeder,
+        "paddle.fluid.dygraph": dict(Layer=paddle.nn.Layer, LayerList=paddle.nn.LayerList,
+                                     parallel_helper=parallel_helper),
+        # program_desc_tracing_guard(enable) is gone; nullcontext(enable) is the same no-op guard.
+        "paddle.fluid.dygraph.base": dict(param_guard=base.dygraph.base.param_guard,
+                                          program_desc_tracing_guard=contextlib.nullcontext),
+        "paddle.fluid.initializer": dict(ConstantInitializer=init.constant.ConstantInitializer,
+                                         UniformInitializer=init.uniform.UniformInitializer,
+                                         NormalInitializer=init.normal.NormalInitializer,
+                                         TruncatedNormalInitializer=init.normal.TruncatedNormalInitializer,
+                                         MSRAInitializer=init.kaiming.MSRAInitializer,
+                                         XavierInitializer=init.xavier.XavierInitializer),
+        "paddle.fluid.layers": {},
+        "paddle.fluid.layers.utils": layers_utils,
+    }
+    for name, content in tree.items():  # parents come before their children
+        module = content if isinstance(content, types.ModuleType) else types.ModuleType(name)
+        if isinstance(content, dict):
+            vars(module).update(content)
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        setattr(sys.modules[parent], child, module)
+
+
+def _truncate_at_two_sigma():
+    """tlx.nn.Linear's default truncated_normal(stddev=0.02) is not truncated at all: fluid's
+    initializer cut at mean ± 2 std (as tlx's torch backend does), paddle 3's at ± 2.0 absolute."""
+    from paddle.nn.initializer.normal import TruncatedNormalInitializer
+
+    class TruncatedNormal2Sigma(TruncatedNormalInitializer):
+        def __init__(self, loc=0.0, scale=1.0, seed=0):
+            super().__init__(loc, scale, seed, a=loc - 2 * scale, b=loc + 2 * scale)
+
+    sys.modules["paddle.fluid.initializer"].TruncatedNormalInitializer = TruncatedNormal2Sigma
+
+
+def _remove_fluid_standin():
+    """Without this the partial stand-in stays importable as `paddle.fluid`, and other code that
+    looks for it to pick a paddle 2 code path fails later on a missing name. tlx keeps its references."""
+    import paddle
+
+    for name in [n for n in sys.modules if n == "paddle.fluid" or n.startswith("paddle.fluid.")]:
+        del sys.modules[name]
+    del paddle.fluid
+
+
+def _pack_rnn_weights_eagerly(tlx):
+    """Building any tlx LSTM fails with "no kernels ... coalesce_tensor" (tlx packs its weights with a
+    static-graph op), and running one fails in paddle 2.2's `_C_ops.rnn` signature. Hand paddle 3's
+    `RNNBase._cudnn_impl` the weights unpacked, in tlx's layout: every (w_ih, w_hh) per layer and
+    direction, then every (b_ih, b_hh). Gradients then reach tlx's own parameters."""
+    import paddle
+
+    rnnbase = tlx.ops.rnnbase
+
+    def flatten_parameters(self):
+        n = self.num_layers * self.bidirect
+        self._all_weights = [w for k in range(n) for w in (self.w_ih[k], self.w_hh[k])]
+        if self.bias:
+            self._all_weights += [b for k in range(n) for b in (self.b_ih[k], self.b_hh[k])]
+        self._dropout_state = self.create_variable(dtype=paddle.base.core.VarDesc.VarType.UINT8)
+        self.num_directions = self.bidirect  # the name paddle 3's _cudnn_impl reads
+
+    rnnbase.flatten_parameters = flatten_parameters
+    rnnbase._cudnn_impl = paddle.nn.layer.rnn.RNNBase._cudnn_impl
+
+
+def _make_rnn_zero_states(tlx):
+    """Calling a tlx LSTM without initial states fails: tlx builds the zeros with
+    `paddle.fluid.layers.fill_constant_batch_size_like`, removed in paddle 2.6."""
+    import paddle
+
+    rnnbase = tlx.ops.rnnbase
+    forward = rnnbase.forward
+
+    def forward_from_zeros(self, inputs, initial_states=None):
+        if initial_states is None:
+            batch_size = inputs.shape[1 if self.time_major else 0]
+            shape = [self.num_layers * self.bidirect, batch_size, self.hidden_size]
+            zeros = [paddle.zeros(shape, inputs.dtype) for _ in range(self.state_components)]
+            initial_states = tuple(zeros) if self.state_components > 1 else zeros[0]
+        return forward(self, inputs, initial_states)
+
+    rnnbase.forward = forward_from_zeros
+
+
+def _draw_he_xavier_eagerly(tlx):
+    """`he_normal`, `he_uniform`, `xavier_normal`, `xavier_uniform` (also as W_init='he_normal' ...)
+    fail with "no kernels ... gaussian_random": tlx appends static-graph ops. Same formulas, drawn
+    with paddle.nn.initializer; tlx's initializer classes look them up in tlx.ops, users in tlx."""
+    from paddle.nn.initializer import Normal, Uniform
+    from tensorlayerx.backend.ops.paddle_backend import _compute_fans, calculate_gain
+
+    def he_std(var, a=0, mode="fan_in", nonlinearity="leaky_relu", **_):
+        fan_in, fan_out = _compute_fans(var)
+        return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+
+    def xavier_std(var, gain=1.0, **_):
+        fan_in, fan_out = _compute_fans(var)
+        return gain * math.sqrt(2.0 / (fan_in + fan_out))
+
+    def normal(std):
+        return lambda var, block=None, **kw: Normal(0.0, std(var, **kw))(var, block)
+
+    def uniform(std):
+        def init(var, block=None, **kw):
+            limit = math.sqrt(3) * std(var, **kw)
+            return Uniform(-limit, limit)(var, block)
+        return init
+
+    for module in (tlx, tlx.ops):
+        module.he_normal, module.he_uniform = normal(he_std), uniform(he_std)
+        module.xavier_normal, module.xavier_uniform = normal(xavier_std), uniform(xavier_std)

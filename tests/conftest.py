@@ -11,10 +11,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def run_backend(backend, code, without=None, timeout=300):
+def run_backend(backend, code, without=(), timeout=300):
     """Run `code` in a fresh python with `tlx` loaded on `backend` (tlx picks its backend once per
-    process). `without` names a compat fix to leave out, to show the code fails without it."""
-    skip = f"compat.{without} = lambda *args: None\n" if without else ""
+    process). `without` names compat fixes to leave out, to show the code fails without them."""
+    skip = "".join(f"compat.{fix} = lambda *args: None\n" for fix in without)
     program = (
         "from imdb_lstm import backend, compat\n"
         f"{skip}tlx = backend.load({backend!r})\n"

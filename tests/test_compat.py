@@ -1,7 +1,7 @@
 """Each tlx fix in imdb_lstm/compat.py: the behaviour works with it and breaks without it."""
 import pytest
 
-# fix name → (backend, code that needs the fix, what the failure without it says)
+# fix name → (backend, code that needs the fix, what the failure without it says, fixes that need it)
 FIXES = {
     "_skip_torchvision_box_ops": ("torch", "pass", "No module named 'torchvision'"),
     "_accept_remove_duplicate": (
@@ -29,37 +29,85 @@ FIXES = {
     ),
 }
 
-# Dropout two modules deep must be off after set_eval(), on every backend.
-NESTED_DROPOUT = """
+LSTM_EQUALS_PADDLE_LSTM = """
+import paddle
+for layers in (1, 2):
+    for bidirectional in (False, True):
+        lstm = tlx.nn.LSTM(5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+        reference = paddle.nn.LSTM(5, 6, num_layers=layers, direction="bidirect" if bidirectional else "forward")
+        weights = dict(reference.named_parameters())
+        cells = [(layer, suffix) for layer in range(layers) for suffix in ("", "_reverse")[:1 + bidirectional]]
+        for k, (layer, suffix) in enumerate(cells):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                weights[f"{name}_l{layer}{suffix}"].set_value(getattr(lstm, name)[k])
+        x = paddle.randn([3, 4, 5])
+        for states in ((), ((paddle.randn([len(cells), 3, 6]), paddle.randn([len(cells), 3, 6])),)):
+            (out, (h, c)), (ref_out, (ref_h, ref_c)) = lstm(x, *states), reference(x, *states)
+            for a, b in ((out, ref_out), (h, ref_h), (c, ref_c)):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+"""
+
+HE_XAVIER = """
+import paddle
+expected = {"he": (2 / 400) ** 0.5, "xavier": (2 / 1000) ** 0.5}  # fan_in 400, fan_out 600
+for name in ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform"):
+    w = paddle.create_parameter([400, 600], "float32")
+    getattr(tlx.ops, name)(w)
+    assert abs(w.numpy().std() / expected[name.split("_")[0]] - 1) < 0.02, name
+w = tlx.nn.Linear(in_features=400, out_features=600, W_init="he_normal").weights.numpy()
+assert abs(w.std() / expected["he"] - 1) < 0.02
+"""
+
+FIXES.update({
+    "_install_fluid_standin": ("paddle", "pass", "No module named 'paddle.fluid'", "_truncate_at_two_sigma"),
+    "_truncate_at_two_sigma": (
+        "paddle",
+        "w = tlx.convert_to_numpy(tlx.nn.Linear(in_features=200, out_features=200).weights)\n"
+        "assert np.abs(w).max() <= 0.04 * (1 + 1e-6), 'not truncated at 2 std'",
+        "not truncated at 2 std",
+    ),
+    "_remove_fluid_standin": (
+        "paddle",
+        "import paddle, sys\n"
+        "assert not hasattr(paddle, 'fluid') and 'paddle.fluid' not in sys.modules, 'paddle.fluid is visible'",
+        "paddle.fluid is visible",
+    ),
+    "_pack_rnn_weights_eagerly": ("paddle", LSTM_EQUALS_PADDLE_LSTM, "coalesce_tensor"),
+    "_make_rnn_zero_states": ("paddle", LSTM_EQUALS_PADDLE_LSTM, "fill_constant_batch_size_like"),
+    "_draw_he_xavier_eagerly": ("paddle", HE_XAVIER, "gaussian_random"),
+})
+
+# After set_eval(), dropout two modules deep and between LSTM layers must be off, on every backend.
+EVAL_MODE = """
 class Inner(tlx.nn.Module):
     def __init__(self):
         super().__init__()
+        self.lstm = tlx.nn.LSTM(8, 8, num_layers=2, dropout=0.5, batch_first=True)
         self.drop = tlx.nn.Dropout(p=0.5)
     def forward(self, x):
-        return self.drop(x)
+        return self.drop(self.lstm(x)[0])
 class Outer(tlx.nn.Module):
     def __init__(self):
         super().__init__()
         self.inner = Inner()
     def forward(self, x):
         return self.inner(x)
-net = Outer()
+net, x = Outer(), tlx.ones((4, 5, 8))
 net.set_eval()
-out = tlx.convert_to_numpy(net(tlx.ones((64, 64))))
-assert (out == 1).all(), "dropout is still on after set_eval()"
+outputs = [tlx.convert_to_numpy(net(x)) for _ in range(3)]
+assert all((out == outputs[0]).all() for out in outputs), "dropout is still on after set_eval()"
 net.set_train()
-assert (tlx.convert_to_numpy(net(tlx.ones((64, 64)))) == 0).any(), "dropout is off after set_train()"
+assert not (tlx.convert_to_numpy(net(x)) == outputs[0]).all(), "dropout is off after set_train()"
 """
-for backend in ("torch",):
-    FIXES[f"_set_train_recursively[{backend}]"] = (backend, NESTED_DROPOUT, "dropout is still on")
+for backend in ("torch", "paddle"):
+    FIXES[f"_set_train_recursively[{backend}]"] = (backend, EVAL_MODE, "dropout is still on")
 
 
 @pytest.mark.parametrize("fix", FIXES)
 def test_the_fix_is_needed_and_works(fix, backend_run):
-    backend, code, failure = FIXES[fix]
-    name = fix.split("[")[0]
+    backend, code, failure, *dependents = FIXES[fix]
     fixed = backend_run(backend, code)
     assert fixed.returncode == 0, fixed.stderr
-    broken = backend_run(backend, code, without=name)
+    broken = backend_run(backend, code, without=[fix.split("[")[0], *dependents])
     assert broken.returncode != 0
     assert failure in broken.stderr

@@ -1,83 +1,13 @@
 """End to end: the real `dvc repro` in a fresh git repo, on a tiny archive in the real IMDB layout."""
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT
-from imdb_fixture import make_archive
-
-PROJECT = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
-           "stages", "imdb_lstm"]
-TINY = {"epochs": 3, "batch_size": 16, "lr": 0.01,
-        "data": {"vocab_size": 50, "seq_len": 24}, "model": {"embedding_dim": 8, "hidden_size": 8}}
+from project import make_repo
 
 
-def copy_project(dest):
-    for name in PROJECT:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, dest / name)
-
-
-def set_params(path, changes):
-    params = yaml.safe_load(path.read_text())
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            params[key].update(value)
-        else:
-            params[key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-class Repo:
-    """A git + DVC repository of the project in a temp folder, with its own download cache."""
-
-    def __init__(self, path, cache):
-        self.path = path
-        bin_dir = os.path.dirname(sys.executable)
-        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                    "IMDB_CACHE_DIR": str(cache), "DVC_NO_ANALYTICS": "1",
-                    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-                    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-
-    def run(self, *args, check=True):
-        result = subprocess.run(args, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=900)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def commit(self, message):
-        self.run("git", "add", "-A")
-        self.run("git", "commit", "-qm", message)
-
-    def json(self, name):
-        return json.loads((self.path / name).read_text())
-
-
-def make_repo(tmp_path, backend):
-    cache, repo_dir = tmp_path / "cache", tmp_path / "repo"
-    cache.mkdir()
-    repo_dir.mkdir()
-    sha256 = make_archive(cache / "aclImdb_v1.tar.gz", n_per_class=100)
-    copy_project(repo_dir)
-    set_params(repo_dir / "params.yaml", {**TINY, "backend": backend, "data": {**TINY["data"], "sha256": sha256}})
-    repo = Repo(repo_dir, cache)
-    repo.run("git", "init", "-q")
-    repo.commit("project")
-    return repo
-
-
-@pytest.fixture(scope="module", params=["torch"])
+@pytest.fixture(scope="module", params=["torch", "paddle"])
 def repo(request, tmp_path_factory):
     repo = make_repo(tmp_path_factory.mktemp(request.param), request.param)
     repo.backend = request.param
@@ -94,7 +24,7 @@ def test_repro_writes_every_output(repo):
     assert len(json.loads((prepared / "vocab.json").read_text())["words"]) <= 52
     assert (repo.path / "data/model/weights.npz").exists()
     train, evaluation = repo.json("metrics/train.json"), repo.json("metrics/eval.json")
-    assert train["epochs"] == 3 and train["backend"].startswith(repo.backend)
+    assert train["epochs"] == 10 and train["backend"].startswith(repo.backend)
     assert evaluation["reviews"] == 200
     assert evaluation["accuracy"] > 0.75, "the fixture's labels are learnable"
     assert set(evaluation) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "loss"}
@@ -109,10 +39,23 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in again.stdout
 
 
-def test_experiment_reruns_only_train_and_evaluate_and_metrics_diff_shows_it(repo):
+def test_a_forced_rerun_reproduces_every_output_byte_for_byte(repo):
     repo.commit("tiny run")
-    experiment = repo.run("dvc", "exp", "run", "-S", "epochs=2")
+    repo.run("dvc", "repro", "--force")
+    assert repo.run("git", "status", "--porcelain").stdout == "", "dvc.lock or metrics changed"
+
+
+def test_an_edit_of_the_model_code_makes_train_stale(repo):
+    model = repo.path / "imdb_lstm/model.py"
+    model.write_text(model.read_text() + "# an edit\n")
+    status = json.loads(repo.run("dvc", "status", "--json").stdout)
+    repo.run("git", "checkout", "imdb_lstm/model.py")
+    assert set(status) == {"train", "evaluate"}
+
+
+def test_experiment_reruns_only_train_and_evaluate_and_metrics_diff_shows_it(repo):
+    experiment = repo.run("dvc", "exp", "run", "-S", "epochs=12")
     ran = {stage for stage in ("fetch", "prepare", "train", "evaluate") if f"Running stage '{stage}'" in experiment.stdout}
     assert ran == {"train", "evaluate"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json").stdout)
-    assert diff["metrics/train.json"]["epochs"] == {"old": 3, "new": 2, "diff": -1}
+    assert diff["metrics/train.json"]["epochs"] == {"old": 10, "new": 12, "diff": 2}

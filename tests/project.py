@@ -1,0 +1,75 @@
+"""A copy of the project as its own git + DVC repository in a temp folder, with a tiny archive."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+from conftest import ROOT
+from imdb_fixture import make_archive
+
+PROJECT = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
+           "stages", "imdb_lstm"]
+TINY = {"epochs": 10, "batch_size": 20, "lr": 0.01,
+        "data": {"vocab_size": 50, "seq_len": 24}, "model": {"embedding_dim": 16, "hidden_size": 16}}
+
+
+def copy_project(dest):
+    for name in PROJECT:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, dest / name)
+
+
+def set_params(path, changes):
+    params = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            params[key].update(value)
+        else:
+            params[key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+class Repo:
+    """A git + DVC repository of the project in a temp folder, with its own download cache."""
+
+    def __init__(self, path, cache):
+        self.path = path
+        bin_dir = os.path.dirname(sys.executable)
+        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                    "IMDB_CACHE_DIR": str(cache), "DVC_NO_ANALYTICS": "1",
+                    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+    def run(self, *args, check=True):
+        result = subprocess.run(args, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=900)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def commit(self, message):
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-qm", message)
+
+    def json(self, name):
+        return json.loads((self.path / name).read_text())
+
+
+def make_repo(tmp_path, backend="torch", **archive):
+    """The project with TINY params on `backend`, and make_archive(**archive) in its download cache."""
+    cache, repo_dir = tmp_path / "cache", tmp_path / "repo"
+    cache.mkdir()
+    repo_dir.mkdir()
+    sha256 = make_archive(cache / "aclImdb_v1.tar.gz", **{"n_per_class": 100, **archive})
+    copy_project(repo_dir)
+    set_params(repo_dir / "params.yaml", {**TINY, "backend": backend, "data": {**TINY["data"], "sha256": sha256}})
+    repo = Repo(repo_dir, cache)
+    repo.run("git", "init", "-q")
+    repo.commit("project")
+    return repo
