@@ -33,6 +33,22 @@ def test_repro_writes_every_output(repo):
         assert f"Running stage '{stage}'" in repo.first_run.stdout
 
 
+@pytest.mark.parametrize("predict_on", ["torch", "paddle"])
+def test_predict_classifies_new_reviews_with_a_model_from_either_backend(repo, predict_on):
+    reviews = "A wonderful, superb and moving film.\nDull, boring and predictable.\n"
+    result = repo.run("python", "-m", "imdb_lstm.predict", "--json", "--backend", predict_on, input=reviews)
+    predictions = json.loads(result.stdout)
+    assert [p["label"] for p in predictions] == ["positive", "negative"]
+    assert all(0.5 <= p["probability"] <= 1 for p in predictions)
+
+
+def test_predict_errors_are_one_clear_line(repo):
+    empty = repo.run("python", "-m", "imdb_lstm.predict", check=False)
+    assert empty.returncode == 1 and "error: no review to classify" in empty.stderr
+    untrained = repo.run("python", "-m", "imdb_lstm.predict", "--model", "nowhere", "good film", check=False)
+    assert untrained.returncode == 1 and "error: no trained model in nowhere" in untrained.stderr
+
+
 def test_second_repro_runs_nothing(repo):
     again = repo.run("dvc", "repro")
     assert "Running stage" not in again.stdout
