@@ -12,10 +12,14 @@ from imdb_lstm import compat
 from imdb_lstm.errors import PipelineError
 
 _loaded = None
+_device = None
 
 
-def load(name):
-    """Import TensorLayerX on backend `name` ("torch" or "paddle") and return the tlx module."""
+def load(name, device="cpu"):
+    """Import TensorLayerX on backend `name` ("torch" or "paddle") and return the tlx module.
+
+    device: "cpu", "gpu", or "auto" (the GPU when the backend sees one).
+    """
     global _loaded
     if _loaded is not None:
         if _loaded.BACKEND != name:
@@ -34,8 +38,23 @@ def load(name):
         tlx = importlib.import_module("tensorlayerx")
     compat.after_import(name, tlx)
     tlx.logging.set_verbosity(tlx.logging.WARN)  # tlx logs every layer it builds; stages print summaries
+    _use_device(name, device)
     _loaded = tlx
     return tlx
+
+
+def _use_device(name, device):
+    """Make new tensors (weights, and batches from tlx.convert_to_tensor) live on the chosen device."""
+    global _device
+    backend = importlib.import_module(name)
+    has_gpu = backend.cuda.is_available() if name == "torch" else backend.device.cuda.device_count() > 0
+    if device == "gpu" and not has_gpu:
+        raise PipelineError(f"device gpu was asked for, but {name} sees no GPU: use device cpu or auto")
+    _device = "gpu" if has_gpu and device != "cpu" else "cpu"
+    if name == "paddle":
+        backend.set_device(_device)
+    elif _device == "gpu":  # not on the CPU: a default device intercepts every torch call
+        backend.set_default_device("cuda")
 
 
 def tlx():
@@ -47,6 +66,11 @@ def tlx():
 
 def version():
     return f"{_loaded.BACKEND} {_loaded.BACKEND_VERSION}"
+
+
+def device():
+    """"cpu" or "gpu": where `load` put the tensors."""
+    return _device
 
 
 def seed(value):

@@ -8,6 +8,7 @@ import yaml
 from imdb_lstm.errors import PipelineError
 
 BACKENDS = ("torch", "paddle")
+DEVICES = ("cpu", "gpu", "auto")
 
 
 def _choice(*allowed):
@@ -21,6 +22,7 @@ def _int_range(low, high):
 # key: (type, check, what is allowed). A nested dict is a params.yaml section.
 SCHEMA = {
     "backend": (str, *_choice(*BACKENDS)),
+    "device": (str, *_choice(*DEVICES)),
     "epochs": (int, *_int_range(1, 1000)),
     "batch_size": (int, *_int_range(1, 65536)),
     "lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, run_stage
-from imdb_lstm.params import BACKENDS
+from imdb_lstm.params import BACKENDS, DEVICES
 from imdb_lstm.text import encode, tokenize
 
 
@@ -21,6 +21,7 @@ def parse_args(argv):
     parser.add_argument("--file", type=Path, help="a text file with one review per line")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     parser.add_argument("--backend", choices=BACKENDS, default="torch", help="where to run (default: torch)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu", help="cpu, gpu or auto (default: cpu)")
     parser.add_argument("--model", type=Path, default=Path("data/model"), help="trained model folder")
     parser.add_argument("--vocab", type=Path, default=Path("data/prepared/vocab.json"), help="vocabulary file")
     return parser.parse_args(argv)
@@ -49,7 +50,7 @@ def main(argv=None):
         vocab = json.loads(args.vocab.read_text())
     except FileNotFoundError:
         raise PipelineError(f"no vocabulary at {args.vocab}: run `dvc repro` (or `dvc pull`) first") from None
-    backend.load(args.backend)
+    backend.load(args.backend, args.device)
     from imdb_lstm.model import load, positive_probability, predict_logits
 
     net = load(args.model)

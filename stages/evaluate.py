@@ -52,7 +52,7 @@ def classification_metrics(labels, logits):
 
 def main():
     params = load_params()
-    backend.load(params["backend"])
+    backend.load(params["backend"], params["device"])
     from imdb_lstm.model import load, predict_logits
 
     start = time.perf_counter()

@@ -51,7 +51,7 @@ def train_epoch(step, loss_fn, tlx, ids, labels, batch_size, rng, progress):
 
 def main():
     params = load_params()
-    tlx = backend.load(params["backend"])
+    tlx = backend.load(params["backend"], params["device"])
     from imdb_lstm.model import SentimentLSTM, save
 
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
@@ -75,10 +75,9 @@ def main():
     with atomic_dir(MODEL) as tmp:
         save(net, tmp)
     write_csv("metrics/train_log.csv", ["epoch", "loss", "accuracy"], log)
-    write_json("metrics/train.json", {
-        "backend": backend.version(), "epochs": params["epochs"], "loss": log[-1][1], "accuracy": log[-1][2],
-    })
-    print(f"train: {params['epochs']} epochs on {backend.version()} in {seconds:.0f} s, "
+    write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),
+                                      "epochs": params["epochs"], "loss": log[-1][1], "accuracy": log[-1][2]})
+    print(f"train: {params['epochs']} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s, "
           f"final loss {log[-1][1]:.4f}, train accuracy {log[-1][2]:.4f}")
 
 

@@ -1,0 +1,251 @@
+"""Benchmarks: tlx against the bare backend, and the pipeline's own costs. Prints a markdown table.
+
+    python benchmarks/run.py                       # everything on the CPU, writes BENCHMARKS.md
+    python benchmarks/run.py --only epoch --device gpu --batch-sizes 64 256   # the GPU measure
+
+Timings are medians of --repeats runs; each tlx/plain ratio is the median of ratios measured in
+the same process, alternating the two, because a shared machine is noisy. Training epochs use
+random word ids of the real shape (25,000 × 200): an LSTM's cost does not depend on the words.
+Stage measures need `dvc repro` to have run (they reuse data/ in a scratch folder).
+"""
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REVIEWS, SEQ_LEN, VOCAB, WIDTH = 25_000, 200, 20_002, 64
+
+
+# --- one training epoch: tlx (the pipeline's own loop) against the bare backend ---------------
+
+def tlx_epoch(tlx, ids, labels, batch_size):
+    """The train stage's own loop: SentimentLSTM, TrainOneStep, seeded batches, per-batch loss."""
+    from tqdm import tqdm
+
+    from imdb_lstm.model import SentimentLSTM
+    from stages.train import CountingLoss, train_epoch
+
+    net = SentimentLSTM(VOCAB, WIDTH, WIDTH)
+    loss_fn = CountingLoss(tlx)
+    step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=1e-3),
+                                  net.trainable_weights)
+    net.set_train()
+
+    def run():
+        with tqdm(disable=True) as progress:
+            train_epoch(step, loss_fn, tlx, ids, labels, batch_size, np.random.default_rng(0), progress)
+    return run
+
+
+def torch_epoch(ids, labels, batch_size, device):
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(VOCAB, WIDTH)
+            self.lstm = torch.nn.LSTM(WIDTH, WIDTH, batch_first=True)
+            self.dense, self.classify = torch.nn.Linear(WIDTH, WIDTH), torch.nn.Linear(WIDTH, 2)
+
+        def forward(self, x):
+            states, _ = self.lstm(self.embedding(x))
+            return self.classify(torch.relu(self.dense(states.mean(1))))
+
+    net = Net().to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def run():
+        order, correct = np.random.default_rng(0).permutation(len(ids)), 0
+        for start in range(0, len(ids), batch_size):
+            batch = order[start:start + batch_size]
+            x, y = torch.tensor(ids[batch], device=device), torch.tensor(labels[batch], device=device)
+            logits = net(x)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            correct += int((logits.argmax(1) == y).sum())  # the pipeline counts accuracy too
+            float(loss)
+    return run
+
+
+def paddle_epoch(ids, labels, batch_size):
+    import paddle
+
+    class Net(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.embedding = paddle.nn.Embedding(VOCAB, WIDTH)
+            self.lstm = paddle.nn.LSTM(WIDTH, WIDTH)
+            self.dense, self.classify = paddle.nn.Linear(WIDTH, WIDTH), paddle.nn.Linear(WIDTH, 2)
+
+        def forward(self, x):
+            states, _ = self.lstm(self.embedding(x))
+            return self.classify(paddle.nn.functional.relu(self.dense(states.mean(1))))
+
+    net = Net()
+    optimizer = paddle.optimizer.Adam(learning_rate=1e-3, parameters=net.parameters())
+
+    def run():
+        order, correct = np.random.default_rng(0).permutation(len(ids)), 0
+        for start in range(0, len(ids), batch_size):
+            batch = order[start:start + batch_size]
+            x, y = paddle.to_tensor(ids[batch]), paddle.to_tensor(labels[batch])
+            logits = net(x)
+            loss = paddle.nn.functional.cross_entropy(logits, y)
+            optimizer.clear_grad()
+            loss.backward()
+            optimizer.step()
+            correct += int((logits.argmax(1) == y).sum())
+            float(loss)
+    return run
+
+
+def timed(run, sync):
+    start = time.perf_counter()
+    run()
+    sync()
+    return time.perf_counter() - start
+
+
+def epoch_measure(backend_name, device, batch_size, repeats, reviews=REVIEWS):
+    """In this process: (median s/epoch tlx, median s/epoch plain, median ratio)."""
+    from imdb_lstm import backend
+
+    tlx = backend.load(backend_name, device)
+    backend.seed(0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(2, VOCAB, (reviews, SEQ_LEN))
+    labels = rng.integers(0, 2, reviews)
+    sync = lambda: None
+    if backend_name == "torch":
+        import torch
+
+        torch_device = "cuda" if backend.device() == "gpu" else "cpu"
+        plain = torch_epoch(ids, labels, batch_size, torch_device)
+        if torch_device == "cuda":
+            sync = torch.cuda.synchronize
+    else:
+        plain = paddle_epoch(ids, labels, batch_size)
+    ours = tlx_epoch(tlx, ids, labels, batch_size)
+    ours(), plain()  # warm-up: allocator, kernels, caches
+    pairs = [(timed(ours, sync), timed(plain, sync)) for _ in range(repeats)]
+    return (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
+            statistics.median(a / b for a, b in pairs))
+
+
+# --- pipeline stages, in a scratch copy of the project ----------------------------------------
+
+def run_timed(command, cwd, env=None):
+    """(wall seconds, peak resident MB) of a command, via GNU time."""
+    timing = Path(cwd) / ".time"
+    subprocess.run(["/usr/bin/time", "-o", str(timing), "-f", "%e %M", *command], cwd=cwd, env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds, kb = timing.read_text().split()[-2:]
+    return float(seconds), int(kb) / 1024
+
+
+def scratch_project(folder, inputs):
+    """The project's code and params in `folder`, with the given data/ folders linked read-only."""
+    for name in ("stages", "imdb_lstm", "params.yaml"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
+    for name in inputs:
+        (folder / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "data" / name).symlink_to(ROOT / "data" / name)
+    (folder / "metrics").mkdir()
+
+
+def stage_measure(stage, inputs, repeats):
+    results = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            scratch_project(Path(tmp), inputs)
+            results.append(run_timed([sys.executable, "-m", f"stages.{stage}"], tmp))
+    return statistics.median(s for s, _ in results), max(mb for _, mb in results)
+
+
+def repro_noop(repeats):
+    times = [run_timed(["dvc", "repro"], ROOT)[0] for _ in range(repeats)]
+    return statistics.median(times)
+
+
+def repro_end_to_end():
+    """`dvc repro` from a fresh clone of HEAD, data from the download cache: (wall s, per-stage)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        start = time.perf_counter()
+        stages = {stage: run_timed(["dvc", "repro", "-s", stage], clone)
+                  for stage in ("fetch", "prepare", "train", "evaluate")}
+        return time.perf_counter() - start, stages
+
+
+# --- report -------------------------------------------------------------------------------------
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="*", choices=["epoch", "stages", "e2e"],
+                        default=["epoch", "stages", "e2e"])
+    parser.add_argument("--backends", nargs="*", default=["torch", "paddle"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--batch-sizes", nargs="*", type=int, default=[64])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reviews", type=int, default=REVIEWS, help="reviews per training epoch")
+    parser.add_argument("--write", type=Path, help="also write the report to this markdown file")
+    args = parser.parse_args()
+
+    rows = []
+    if "epoch" in args.only:
+        for backend_name in args.backends:
+            for batch_size in args.batch_sizes:
+                # One process per backend: tlx picks its backend once per process.
+                code = (f"import benchmarks.run as b; print(*b.epoch_measure({backend_name!r}, {args.device!r}, "
+                        f"{batch_size}, {args.repeats}, {args.reviews}))")
+                path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+                done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                      env={**os.environ, "PYTHONPATH": path})
+                if done.returncode:
+                    sys.exit(f"the {backend_name} epoch measure failed:\n{done.stderr}")
+                ours, plain, ratio = map(float, done.stdout.split()[-3:])
+                rows.append((f"one epoch ({args.reviews} × {SEQ_LEN}) on {args.device}, batch {batch_size}: "
+                             f"tlx+{backend_name} ÷ plain "
+                             f"{backend_name}", f"{ratio:.3f} ({ours:.1f} s ÷ {plain:.1f} s)"))
+    if "stages" in args.only:
+        seconds, mb = stage_measure("prepare", ["raw"], args.repeats)
+        rows += [("`prepare` on the full archive", f"{seconds:.1f} s"), ("peak memory of `prepare`", f"{mb:.0f} MB")]
+        seconds, mb = stage_measure("evaluate", ["prepared", "model"], args.repeats)
+        rows += [("`evaluate` on 25,000 reviews", f"{seconds:.1f} s"), ("peak memory of `evaluate`", f"{mb:.0f} MB")]
+        rows.append(("`dvc repro` when nothing changed", f"{repro_noop(args.repeats + 2):.2f} s"))
+    if "e2e" in args.only:
+        total, stages = repro_end_to_end()
+        rows.append(("default `dvc repro` end to end on torch, from a fresh clone", f"{total / 60:.1f} min"))
+        rows += [(f"  of which `{stage}`", f"{s:.1f} s, peak {mb:.0f} MB") for stage, (s, mb) in stages.items()]
+
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    report = "\n".join([f"Measured {date.today()} on {machine()}.", f"Command: `{command.strip()}`", "",
+                        "| measure | result |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows), ""])
+    print(report)
+    if args.write:
+        args.write.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
