@@ -1,5 +1,6 @@
 """From review text to fixed-length rows of word ids: tokenizer, vocabulary, padding."""
 import collections
+import itertools
 import re
 
 import numpy as np
@@ -15,9 +16,7 @@ def tokenize(text):
 
 def build_vocab(token_lists, size):
     """The `size` most frequent words, most frequent first (ties alphabetically, so it is stable)."""
-    counts = collections.Counter()
-    for tokens in token_lists:
-        counts.update(tokens)
+    counts = collections.Counter(itertools.chain.from_iterable(token_lists))
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [word for word, _ in ranked[:size]]
 
