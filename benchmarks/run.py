@@ -147,12 +147,12 @@ def epoch_measure(backend_name, device, batch_size, repeats, reviews=REVIEWS):
 
 # --- pipeline stages, in a scratch copy of the project ----------------------------------------
 
-def run_timed(command, cwd, env=None):
+def run_timed(command, cwd):
     """(wall seconds, peak resident MB) of a command, via GNU time."""
-    timing = Path(cwd) / ".time"
-    subprocess.run(["/usr/bin/time", "-o", str(timing), "-f", "%e %M", *command], cwd=cwd, env=env,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seconds, kb = timing.read_text().split()[-2:]
+    with tempfile.NamedTemporaryFile("r") as timing:
+        subprocess.run(["/usr/bin/time", "-o", timing.name, "-f", "%e %M", *command], cwd=cwd, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds, kb = timing.read().split()[-2:]
     return float(seconds), int(kb) / 1024
 
 
@@ -175,20 +175,18 @@ def stage_measure(stage, inputs, repeats):
     return statistics.median(s for s, _ in results), max(mb for _, mb in results)
 
 
-def repro_noop(repeats):
-    times = [run_timed(["dvc", "repro"], ROOT)[0] for _ in range(repeats)]
-    return statistics.median(times)
-
-
-def repro_end_to_end():
-    """`dvc repro` from a fresh clone of HEAD, data from the download cache: (wall s, per-stage)."""
+def repro_end_to_end(repeats):
+    """In a fresh clone of HEAD, data from the download cache: `dvc repro` stage by stage
+    (wall s and peak MB each, total wall s), then the median of `dvc repro` with nothing to do."""
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         start = time.perf_counter()
         stages = {stage: run_timed(["dvc", "repro", "-s", stage], clone)
-                  for stage in ("fetch", "prepare", "train", "evaluate")}
-        return time.perf_counter() - start, stages
+                  for stage in ("fetch", "prepare", "train", "evaluate", "report")}
+        total = time.perf_counter() - start
+        noop = statistics.median(run_timed(["dvc", "repro"], clone)[0] for _ in range(repeats))
+        return total, stages, noop
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -213,6 +211,11 @@ def main():
     args = parser.parse_args()
 
     rows = []
+
+    def add(measure, result):
+        rows.append((measure, result))
+        print(f"{measure}: {result}", file=sys.stderr, flush=True)  # progress, and nothing lost on a crash
+
     if "epoch" in args.only:
         for backend_name in args.backends:
             for batch_size in args.batch_sizes:
@@ -225,19 +228,21 @@ def main():
                 if done.returncode:
                     sys.exit(f"the {backend_name} epoch measure failed:\n{done.stderr}")
                 ours, plain, ratio = map(float, done.stdout.split()[-3:])
-                rows.append((f"one epoch ({args.reviews} × {SEQ_LEN}) on {args.device}, batch {batch_size}: "
-                             f"tlx+{backend_name} ÷ plain "
-                             f"{backend_name}", f"{ratio:.3f} ({ours:.1f} s ÷ {plain:.1f} s)"))
+                add(f"one epoch ({args.reviews} × {SEQ_LEN}) on {args.device}, batch {batch_size}: "
+                    f"tlx+{backend_name} ÷ plain {backend_name}", f"{ratio:.3f} ({ours:.1f} s ÷ {plain:.1f} s)")
     if "stages" in args.only:
         seconds, mb = stage_measure("prepare", ["raw"], args.repeats)
-        rows += [("`prepare` on the full archive", f"{seconds:.1f} s"), ("peak memory of `prepare`", f"{mb:.0f} MB")]
+        add("`prepare` on the full archive", f"{seconds:.1f} s")
+        add("peak memory of `prepare`", f"{mb:.0f} MB")
         seconds, mb = stage_measure("evaluate", ["prepared", "model"], args.repeats)
-        rows += [("`evaluate` on 25,000 reviews", f"{seconds:.1f} s"), ("peak memory of `evaluate`", f"{mb:.0f} MB")]
-        rows.append(("`dvc repro` when nothing changed", f"{repro_noop(args.repeats + 2):.2f} s"))
+        add("`evaluate` on 25,000 reviews", f"{seconds:.1f} s")
+        add("peak memory of `evaluate`", f"{mb:.0f} MB")
     if "e2e" in args.only:
-        total, stages = repro_end_to_end()
-        rows.append(("default `dvc repro` end to end on torch, from a fresh clone", f"{total / 60:.1f} min"))
-        rows += [(f"  of which `{stage}`", f"{s:.1f} s, peak {mb:.0f} MB") for stage, (s, mb) in stages.items()]
+        total, stages, noop = repro_end_to_end(args.repeats)
+        add("default `dvc repro` end to end on torch, from a fresh clone", f"{total / 60:.1f} min")
+        for stage, (seconds, mb) in stages.items():
+            add(f"… of which `{stage}`", f"{seconds:.1f} s, peak {mb:.0f} MB")
+        add("`dvc repro` when nothing changed", f"{noop:.2f} s")
 
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
     report = "\n".join([f"Measured {date.today()} on {machine()}.", f"Command: `{command.strip()}`", "",

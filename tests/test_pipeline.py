@@ -29,8 +29,10 @@ def test_repro_writes_every_output(repo):
     assert evaluation["accuracy"] > 0.75, "the fixture's labels are learnable"
     assert set(evaluation) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "loss"}
     assert (repo.path / "metrics/train_log.csv").read_text().splitlines()[0] == "epoch,loss,accuracy"
-    for stage in ("fetch", "prepare", "train", "evaluate"):
+    for stage in ("fetch", "prepare", "train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in repo.first_run.stdout
+    for image in ("training", "confusion", "roc"):
+        assert (repo.path / f"metrics/plots/{image}.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize("predict_on", ["torch", "paddle"])
@@ -47,6 +49,13 @@ def test_predict_errors_are_one_clear_line(repo):
     assert empty.returncode == 1 and "error: no review to classify" in empty.stderr
     untrained = repo.run("python", "-m", "imdb_lstm.predict", "--model", "nowhere", "good film", check=False)
     assert untrained.returncode == 1 and "error: no trained model in nowhere" in untrained.stderr
+
+
+def test_dvc_plots_show_draws_every_plot(repo):
+    plots = json.loads(repo.run("dvc", "plots", "show", "--json").stdout)["data"]
+    assert set(plots) == {"Training loss and accuracy per epoch", "Confusion matrix on the test split",
+                          "ROC curve on the test split", "metrics/plots/training.png",
+                          "metrics/plots/confusion.png", "metrics/plots/roc.png"}
 
 
 def test_second_repro_runs_nothing(repo):
@@ -71,7 +80,8 @@ def test_an_edit_of_the_model_code_makes_train_stale(repo):
 
 def test_experiment_reruns_only_train_and_evaluate_and_metrics_diff_shows_it(repo):
     experiment = repo.run("dvc", "exp", "run", "-S", "epochs=12")
-    ran = {stage for stage in ("fetch", "prepare", "train", "evaluate") if f"Running stage '{stage}'" in experiment.stdout}
-    assert ran == {"train", "evaluate"}
+    stages = ("fetch", "prepare", "train", "evaluate", "report")
+    ran = {stage for stage in stages if f"Running stage '{stage}'" in experiment.stdout}
+    assert ran == {"train", "evaluate", "report"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json").stdout)
     assert diff["metrics/train.json"]["epochs"] == {"old": 10, "new": 12, "diff": 2}
