@@ -47,9 +47,9 @@ class Repo:
                     "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
                     "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 
-    def run(self, *args, check=True, input=""):
-        result = subprocess.run(args, cwd=self.path, env=self.env, input=input, capture_output=True, text=True,
-                                timeout=900)
+    def run(self, *args, check=True, input="", **env):
+        result = subprocess.run(args, cwd=self.path, env={**self.env, **env}, input=input, capture_output=True,
+                                text=True, timeout=900)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result

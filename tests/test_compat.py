@@ -75,6 +75,16 @@ FIXES.update({
     "_pack_rnn_weights_eagerly": ("paddle", LSTM_EQUALS_PADDLE_LSTM, "coalesce_tensor"),
     "_make_rnn_zero_states": ("paddle", LSTM_EQUALS_PADDLE_LSTM, "fill_constant_batch_size_like"),
     "_draw_he_xavier_eagerly": ("paddle", HE_XAVIER, "gaussian_random"),
+    "_skip_zero_weight_decay": (
+        "paddle",
+        "net = tlx.nn.Linear(in_features=2, out_features=2)\n"
+        "optimizer = tlx.optimizers.Adam(lr=0.1)\n"
+        "step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, tlx.losses.softmax_cross_entropy_with_logits),\n"
+        "                              optimizer, net.trainable_weights)\n"
+        "step(tlx.ones((4, 2)), tlx.convert_to_tensor(np.array([0, 1, 1, 1])))\n"
+        "assert optimizer.adam.regularization is None, 'a weight decay of 0 runs every step'",
+        "a weight decay of 0 runs every step",
+    ),
 })
 
 # After set_eval(), dropout two modules deep and between LSTM layers must be off, on every backend.

@@ -66,8 +66,11 @@ def test_second_repro_runs_nothing(repo):
 
 def test_a_forced_rerun_reproduces_every_output_byte_for_byte(repo):
     repo.commit("tiny run")
-    repo.run("dvc", "repro", "--force")
+    rerun = repo.run("dvc", "repro", "--force", TQDM_DISABLE="1")
     assert repo.run("git", "status", "--porcelain").stdout == "", "dvc.lock or metrics changed"
+    assert "epoch 1/" not in rerun.stderr, "TQDM_DISABLE=1 silences the progress bars"
+    for stage in ("fetch", "prepare", "train", "evaluate", "report"):
+        assert f"\n{stage}: " in rerun.stdout, "each stage still prints its summary line"
 
 
 def test_an_edit_of_the_model_code_makes_train_stale(repo):
