@@ -44,6 +44,13 @@ def test_predict_classifies_new_reviews_with_a_model_from_either_backend(repo, p
     assert all(0.5 <= p["probability"] <= 1 for p in predictions)
 
 
+def test_predict_reads_reviews_from_a_file(repo):
+    (repo.path / "reviews.txt").write_text("superb and brilliant\n\nawful, tedious\n")
+    lines = repo.run("python", "-m", "imdb_lstm.predict", "--file", "reviews.txt").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["positive", "negative"]
+    assert lines[0].endswith("superb and brilliant")
+
+
 def test_predict_errors_are_one_clear_line(repo):
     empty = repo.run("python", "-m", "imdb_lstm.predict", check=False)
     assert empty.returncode == 1 and "error: no review to classify" in empty.stderr
@@ -88,3 +95,5 @@ def test_experiment_reruns_only_train_and_evaluate_and_metrics_diff_shows_it(rep
     assert ran == {"train", "evaluate", "report"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json").stdout)
     assert diff["metrics/train.json"]["epochs"] == {"old": 10, "new": 12, "diff": 2}
+    plots = json.loads(repo.run("dvc", "plots", "diff", "HEAD", "--json").stdout)["data"]
+    assert set(plots["Training loss and accuracy per epoch"][0]["revisions"]) == {"HEAD", "workspace"}
