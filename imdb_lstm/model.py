@@ -11,24 +11,51 @@ import numpy as np
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError
+from imdb_lstm.text import PAD
 
 tlx = backend.tlx()
 
 
 class SentimentLSTM(tlx.nn.Module):
-    def __init__(self, vocab_size, embedding_dim, hidden_size):
+    """The defaults are the tutorial's model; the options (params.yaml's `model:`) make larger ones."""
+
+    def __init__(self, vocab_size, embedding_dim, hidden_size, bidirectional=False, num_layers=1,
+                 pooling="mean", dropout=0.0):
         super().__init__()
-        self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size}
+        self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
+                       "bidirectional": bidirectional, "num_layers": num_layers, "pooling": pooling,
+                       "dropout": dropout}
+        self.pooling = pooling
         self.embedding = tlx.nn.Embedding(vocab_size, embedding_dim)
         # batch_first=True: the recurrence runs over each review's words. The tutorial left tlx's
         # default (False), so it ran across the reviews of a batch instead.
-        self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, batch_first=True)
-        self.dense = tlx.nn.Linear(in_features=hidden_size, out_features=hidden_size, act=tlx.nn.ReLU)
+        self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                                dropout=dropout if num_layers > 1 else 0.0, batch_first=True)
+        features = hidden_size * (2 if bidirectional else 1) * (2 if pooling == "masked_mean_max" else 1)
+        self.dropout = tlx.nn.Dropout(p=dropout) if dropout else None
+        self.dense = tlx.nn.Linear(in_features=features, out_features=hidden_size, act=tlx.nn.ReLU)
         self.classify = tlx.nn.Linear(in_features=hidden_size, out_features=2)
 
     def forward(self, ids):
         states, _ = self.lstm(self.embedding(ids))
-        return self.classify(self.dense(tlx.reduce_mean(states, axis=1)))
+        features = self.pool(states, ids)
+        if self.dropout:
+            features = self.dropout(features)
+        return self.classify(self.dense(features))
+
+    def pool(self, states, ids):
+        """One vector per review from the LSTM's states at every step; `masked_` skips padding."""
+        if self.pooling == "mean":
+            return tlx.reduce_mean(states, axis=1)
+        if self.pooling == "max":
+            return tlx.reduce_max(states, axis=1)
+        if self.pooling == "last":
+            return states[:, -1, :]
+        words = tlx.expand_dims(tlx.cast(ids != PAD, states.dtype), axis=-1)
+        mean = tlx.reduce_sum(states * words, axis=1) / tlx.maximum(tlx.reduce_sum(words, axis=1), tlx.ones((1, 1)))
+        if self.pooling == "masked_mean":
+            return mean
+        return tlx.concat([mean, tlx.reduce_max(states - (1 - words) * 1e9, axis=1)], axis=1)
 
 
 def save(net, folder):
@@ -46,7 +73,8 @@ def load(folder):
         info = json.loads((folder / "model.json").read_text())
     except FileNotFoundError:
         raise PipelineError(f"no trained model in {folder}: run `dvc repro train` first") from None
-    net = SentimentLSTM(info["vocab_size"], info["embedding_dim"], info["hidden_size"])
+    info.pop("trained_on")
+    net = SentimentLSTM(**info)
     # tlx's own npz loader unpickles (allow_pickle=True); these arrays are read without it.
     with np.load(folder / "weights.npz", allow_pickle=False) as saved:
         weights = [saved[str(i)] for i in range(len(saved.files))]

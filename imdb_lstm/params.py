@@ -8,6 +8,7 @@ import yaml
 from imdb_lstm.errors import PipelineError
 
 BACKENDS = ("torch", "paddle")
+POOLINGS = ("mean", "masked_mean", "max", "masked_mean_max", "last")  # see imdb_lstm/model.py
 DEVICES = ("cpu", "gpu", "auto")
 
 
@@ -38,6 +39,10 @@ SCHEMA = {
     "model": {
         "embedding_dim": (int, *_int_range(1, 4096)),
         "hidden_size": (int, *_int_range(1, 4096)),
+        "bidirectional": (bool, lambda v: True, "true or false"),
+        "num_layers": (int, *_int_range(1, 8)),
+        "pooling": (str, *_choice(*POOLINGS)),
+        "dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
     },
 }
 
@@ -74,5 +79,5 @@ def check(values, schema, path, prefix=""):
         kind, ok, allowed = rule
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = values[key] = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool) or not ok(value):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool) or not ok(value):
             raise PipelineError(f"{path}: '{name}' is {value!r}; it must be {allowed}")

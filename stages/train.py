@@ -57,7 +57,7 @@ def main():
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
     vocab_size = len(json.loads((DATA / "vocab.json").read_text())["words"])
     backend.seed(params["seed"])
-    net = SentimentLSTM(vocab_size, params["model"]["embedding_dim"], params["model"]["hidden_size"])
+    net = SentimentLSTM(vocab_size, **params["model"])
     loss_fn = CountingLoss(tlx)
     step = tlx.model.TrainOneStep(
         tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=params["lr"]), net.trainable_weights

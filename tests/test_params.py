@@ -51,6 +51,9 @@ def test_the_committed_params_are_valid():
     ("data.sha256", "abc", "'data.sha256' is 'abc'; it must be 64 lower-case hex digits"),
     ("data.url", "ftp://x", "'data.url' is 'ftp://x'"),
     ("model.hidden_size", None, "'model.hidden_size' is None"),
+    ("model.bidirectional", "yes", "'model.bidirectional' is 'yes'; it must be true or false"),
+    ("model.pooling", "sum", "'model.pooling' is 'sum'; it must be one of mean, masked_mean, max"),
+    ("model.dropout", 1, "'model.dropout' is 1.0; it must be a number from 0 up to (not including) 1"),
     ("epochs", DELETE, "missing key 'epochs'"),
     ("model.embedding_dim", DELETE, "missing key 'model.embedding_dim'"),
 ])
