@@ -29,8 +29,9 @@ def test_repro_writes_every_output(repo):
     assert evaluation["accuracy"] > 0.75, "the fixture's labels are learnable"
     assert set(evaluation) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "loss"}
     assert (repo.path / "metrics/train_log.csv").read_text().splitlines()[0] == "epoch,loss,accuracy"
-    for stage in ("fetch", "prepare", "train", "evaluate", "report"):
+    for stage in ("fetch", "prepare", "train", "evaluate", "baseline", "report"):
         assert f"Running stage '{stage}'" in repo.first_run.stdout
+    assert repo.json("metrics/baseline.json")["accuracy"] > 0.75
     for image in ("training", "confusion", "roc"):
         assert (repo.path / f"metrics/plots/{image}.png").read_bytes().startswith(b"\x89PNG")
 
@@ -76,7 +77,7 @@ def test_a_forced_rerun_reproduces_every_output_byte_for_byte(repo):
     rerun = repo.run("dvc", "repro", "--force", TQDM_DISABLE="1")
     assert repo.run("git", "status", "--porcelain").stdout == "", "dvc.lock or metrics changed"
     assert "epoch 1/" not in rerun.stderr, "TQDM_DISABLE=1 silences the progress bars"
-    for stage in ("fetch", "prepare", "train", "evaluate", "report"):
+    for stage in ("fetch", "prepare", "train", "evaluate", "baseline", "report"):
         assert f"\n{stage}: " in rerun.stdout, "each stage still prints its summary line"
 
 
@@ -90,7 +91,7 @@ def test_an_edit_of_the_model_code_makes_train_stale(repo):
 
 def test_experiment_reruns_only_train_and_evaluate_and_metrics_diff_shows_it(repo):
     experiment = repo.run("dvc", "exp", "run", "-S", "epochs=12")
-    stages = ("fetch", "prepare", "train", "evaluate", "report")
+    stages = ("fetch", "prepare", "train", "evaluate", "baseline", "report")
     ran = {stage for stage in stages if f"Running stage '{stage}'" in experiment.stdout}
     assert ran == {"train", "evaluate", "report"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json").stdout)
