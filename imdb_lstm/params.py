@@ -28,6 +28,8 @@ SCHEMA = {
     "batch_size": (int, *_int_range(1, 65536)),
     "lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
     "seed": (int, *_int_range(0, 2**32 - 1)),
+    "validation": (float, lambda v: 0 <= v <= 0.5, "a fraction from 0 (off) to 0.5"),
+    "patience": (int, *_int_range(1, 1000)),
     "data": {
         "url": (str, lambda v: re.match(r"(https?|file)://", v), "an http(s):// or file:// URL"),
         "sha256": (str, lambda v: re.fullmatch(r"[0-9a-f]{64}", v), "64 lower-case hex digits"),

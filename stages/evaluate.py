@@ -11,43 +11,12 @@ import numpy as np
 from imdb_lstm import backend
 from imdb_lstm.errors import run_stage
 from imdb_lstm.files import write_csv, write_json
+from imdb_lstm.metrics import classification_metrics
 from imdb_lstm.params import load_params
 
 DATA = Path("data/prepared")
 MODEL = Path("data/model")
 ROC_POINTS = 200  # enough for a smooth curve in `dvc plots`, small enough to commit
-
-
-def roc_curve(labels, scores):
-    """(fpr, tpr, thresholds) at every distinct score, from the highest score down."""
-    order = np.argsort(-scores, kind="stable")
-    scores, labels = scores[order], labels[order]
-    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_positives = np.cumsum(labels)[last_of_each_score]
-    false_positives = last_of_each_score + 1 - true_positives
-    tpr = np.r_[0.0, true_positives / labels.sum()]
-    fpr = np.r_[0.0, false_positives / (len(labels) - labels.sum())]
-    return fpr, tpr, np.r_[np.inf, scores[last_of_each_score]]
-
-
-def classification_metrics(labels, logits):
-    log_probs = logits - np.logaddexp(logits[:, 0], logits[:, 1])[:, None]
-    positive = np.exp(log_probs[:, 1])
-    predicted = (logits[:, 1] > logits[:, 0]).astype(np.int64)
-    tp = int(((predicted == 1) & (labels == 1)).sum())
-    precision = tp / max(int(predicted.sum()), 1)
-    recall = tp / max(int(labels.sum()), 1)
-    fpr, tpr, thresholds = roc_curve(labels, positive)
-    metrics = {
-        "accuracy": float((predicted == labels).mean()),
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "roc_auc": float(np.trapezoid(tpr, fpr)),
-        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
-        "reviews": len(labels),
-    }
-    return {k: round(v, 6) for k, v in metrics.items()}, predicted, (fpr, tpr, thresholds)
 
 
 def main():

@@ -2,6 +2,8 @@
 
 Reads data/prepared/train_*.npy and vocab.json; writes data/model/ (model.json, weights.npz),
 metrics/train.json (final epoch) and metrics/train_log.csv (one row per epoch, for `dvc plots`).
+With `validation` > 0 it holds out that fraction of the training split (never the test split),
+stops once the validation loss has not improved for `patience` epochs, and keeps the best epoch.
 """
 import json
 import math
@@ -14,6 +16,7 @@ from tqdm import tqdm
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, run_stage
 from imdb_lstm.files import atomic_dir, write_csv, write_json
+from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 
 DATA = Path("data/prepared")
@@ -49,12 +52,23 @@ def train_epoch(step, loss_fn, tlx, ids, labels, batch_size, rng, progress):
     return total_loss / len(ids), loss_fn.correct / len(ids)
 
 
+def hold_out(ids, labels, fraction, seed):
+    """(train ids, train labels, (validation ids, labels) or None): a seeded split of the training set."""
+    if not fraction:
+        return ids, labels, None
+    order = np.random.default_rng([seed, 1]).permutation(len(ids))  # its own stream: shuffling is unchanged
+    held = order[:round(len(ids) * fraction)]
+    kept = np.sort(order[len(held):])
+    return ids[kept], labels[kept], (ids[held], labels[held])
+
+
 def main():
     params = load_params()
     tlx = backend.load(params["backend"], params["device"])
-    from imdb_lstm.model import SentimentLSTM, save
+    from imdb_lstm.model import SentimentLSTM, predict_logits, save
 
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
+    ids, labels, held_out = hold_out(ids, labels, params["validation"], params["seed"])
     vocab_size = len(json.loads((DATA / "vocab.json").read_text())["words"])
     backend.seed(params["seed"])
     net = SentimentLSTM(vocab_size, **params["model"])
@@ -63,22 +77,38 @@ def main():
         tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=params["lr"]), net.trainable_weights
     )
     rng = np.random.default_rng(params["seed"])
-    log, start = [], time.perf_counter()
+    log, best, start = [], None, time.perf_counter()
     net.set_train()
     for epoch in range(1, params["epochs"] + 1):
         with tqdm(total=len(ids), desc=f"epoch {epoch}/{params['epochs']}", unit=" reviews") as progress:
             loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, params["batch_size"], rng, progress)
             progress.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}")
-        log.append((epoch, round(loss, 6), round(accuracy, 6)))
+        log.append([epoch, round(loss, 6), round(accuracy, 6)])
+        if held_out is None:
+            continue
+        net.set_eval()
+        val_loss, val_accuracy = loss_and_accuracy(predict_logits(net, held_out[0]), held_out[1])
+        net.set_train()
+        log[-1] += [round(val_loss, 6), round(val_accuracy, 6)]
+        if best is None or val_loss < best["val_loss"]:
+            weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
+            best = {"best_epoch": epoch, "val_loss": log[-1][3], "val_accuracy": log[-1][4], "weights": weights}
+        elif epoch - best["best_epoch"] >= params["patience"]:
+            break
     seconds = time.perf_counter() - start
+    if best:
+        tlx.files.assign_weights(best.pop("weights"), net)
 
     with atomic_dir(MODEL) as tmp:
         save(net, tmp)
-    write_csv("metrics/train_log.csv", ["epoch", "loss", "accuracy"], log)
+    header = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if held_out else [])
+    write_csv("metrics/train_log.csv", header, log)
     write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),
-                                      "epochs": params["epochs"], "loss": log[-1][1], "accuracy": log[-1][2]})
-    print(f"train: {params['epochs']} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s, "
-          f"final loss {log[-1][1]:.4f}, train accuracy {log[-1][2]:.4f}")
+                                      "epochs": params["epochs"], "epochs_run": len(log),
+                                      "loss": log[-1][1], "accuracy": log[-1][2], **(best or {})})
+    print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s, "
+          f"final loss {log[-1][1]:.4f}, train accuracy {log[-1][2]:.4f}"
+          + (f", kept epoch {best['best_epoch']} (validation accuracy {best['val_accuracy']:.4f})" if best else ""))
 
 
 if __name__ == "__main__":

@@ -89,3 +89,17 @@ def test_a_loss_that_becomes_nan_stops_training_with_a_clear_error(repo):
     assert result.returncode == 1
     assert "error: the training loss became nan: lower `lr` in params.yaml" in result.stderr
     assert leftovers(repo, "prepared") == []
+
+
+def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
+    set_params(repo.path / "params.yaml", {"validation": 0.2, "patience": 2, "epochs": 25})
+    repo.run("dvc", "repro", "train")
+    train = repo.json("metrics/train.json")
+    header, *rows = [line.split(",") for line in (repo.path / "metrics/train_log.csv").read_text().splitlines()]
+    assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert train["epochs_run"] == len(rows) <= 25
+    val_losses = [float(row[3]) for row in rows]
+    assert train["val_loss"] == min(val_losses)
+    assert train["best_epoch"] == 1 + val_losses.index(min(val_losses))
+    if len(rows) < 25:  # stopped early: `patience` epochs without a better validation loss
+        assert len(rows) - train["best_epoch"] == 2
