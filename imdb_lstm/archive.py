@@ -6,6 +6,9 @@ import re
 import tarfile
 import zlib
 
+import numpy as np
+from tqdm import tqdm
+
 from imdb_lstm.errors import PipelineError
 
 Review = collections.namedtuple("Review", "split label id rating text")
@@ -31,6 +34,23 @@ def iter_reviews(path, include_unsup=False):
     """
     for _, _, review in _read_reviews(path, include_unsup):
         yield review
+
+
+def labelled_splits(path):
+    """{"train": (texts, labels), "test": (texts, labels)}: labels an int64 array (1 = positive), each
+    split sorted by label and id whatever the archive's order. A split without both classes is refused."""
+    splits = {"train": [], "test": []}
+    for review in tqdm(iter_reviews(path), desc="reading reviews", unit=" reviews", leave=False):
+        splits[review.split].append((review.label, review.id, review.text))
+    result = {}
+    for split, reviews in splits.items():
+        reviews.sort()  # (label, id) is unique, so texts are never compared
+        labels = np.array([label for label, _, _ in reviews], dtype=np.int64)
+        if set(labels.tolist()) != {0, 1}:
+            found = sorted(set(labels.tolist())) or "no reviews"
+            raise PipelineError(f"{path}: the {split} split needs positive and negative reviews, found {found}")
+        result[split] = ([text for _, _, text in reviews], labels)
+    return result
 
 
 def fingerprint(path):

@@ -10,6 +10,8 @@ import math
 import sys
 import types
 
+OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "Adamax", "RMSprop", "SGD", "Momentum")  # tlx's working ones
+
 
 def before_import(backend):
     if backend == "torch":
@@ -85,7 +87,7 @@ def _step_real_torch_optimizer(tlx):
         optimizer = next(v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer))
         return optimizer.step(closure)
 
-    for name in ("Adadelta", "Adagrad", "Adam", "Adamax", "RMSprop", "SGD", "Momentum"):
+    for name in OPTIMIZERS:
         getattr(tlx.optimizers, name).apply_gradients = apply_gradients
 
 
@@ -243,7 +245,7 @@ def _skip_zero_weight_decay(tlx):
     """Every step of tlx's paddle optimizers decays each weight by 0: they pass weight_decay=0.0,
     which paddle turns into an L2Decay(0.0) that costs a scale and an add per parameter (about
     5 % of a training step of this model). Pass paddle's own default, None, instead."""
-    for name in ("Adadelta", "Adagrad", "Adam", "Adamax", "RMSprop", "SGD", "Momentum"):
+    for name in OPTIMIZERS:
         optimizer = getattr(tlx.optimizers, name)
         init = optimizer.__init__
 

@@ -93,8 +93,3 @@ def predict_logits(net, ids, batch_size=500):
             tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[start:start + batch_size])))
             for start in range(0, len(ids), batch_size)
         ]).astype(np.float64)
-
-
-def positive_probability(logits):
-    """Softmax of two logits, as P(positive)."""
-    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))

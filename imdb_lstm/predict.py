@@ -9,8 +9,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, run_stage
+from imdb_lstm.metrics import log_softmax
 from imdb_lstm.params import BACKENDS, DEVICES
 from imdb_lstm.text import encode, tokenize
 
@@ -51,11 +54,11 @@ def main(argv=None):
     except FileNotFoundError:
         raise PipelineError(f"no vocabulary at {args.vocab}: run `dvc repro` (or `dvc pull`) first") from None
     backend.load(args.backend, args.device)
-    from imdb_lstm.model import load, positive_probability, predict_logits
+    from imdb_lstm.model import load, predict_logits
 
     net = load(args.model)
     ids = encode([tokenize(review) for review in reviews], vocab["words"][2:], **vocab["encoding"])
-    positive = positive_probability(predict_logits(net, ids))
+    positive = np.exp(log_softmax(predict_logits(net, ids))[:, 1])
     results = [{"label": "positive" if p > 0.5 else "negative", "probability": round(float(max(p, 1 - p)), 4),
                 "review": review} for p, review in zip(positive, reviews)]
     if args.json:

@@ -11,7 +11,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from imdb_lstm.archive import iter_reviews
+from imdb_lstm.archive import labelled_splits
 from imdb_lstm.errors import run_stage
 from imdb_lstm.files import write_json
 from imdb_lstm.text import tokenize
@@ -20,16 +20,9 @@ ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 C = 10.0  # inverse regularisation strength: weak regularisation suits ~440,000 sparse features
 
 
-def read_splits():
-    """{split: (texts, labels)}, each split in a fixed order whatever the archive's order."""
-    reviews = sorted((r.split, r.label, r.id, r.text) for r in iter_reviews(ARCHIVE))
-    return {split: ([r[3] for r in reviews if r[0] == split], [r[1] for r in reviews if r[0] == split])
-            for split in ("train", "test")}
-
-
 def main():
     start = time.perf_counter()
-    splits = read_splits()
+    splits = labelled_splits(ARCHIVE)
     vectorizer = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
                                  ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     train = vectorizer.fit_transform(splits["train"][0])

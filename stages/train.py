@@ -87,12 +87,13 @@ def main():
         if held_out is None:
             continue
         net.set_eval()
-        val_loss, val_accuracy = loss_and_accuracy(predict_logits(net, held_out[0]), held_out[1])
+        val_loss, val_accuracy = (round(v, 6) for v in loss_and_accuracy(predict_logits(net, held_out[0]),
+                                                                          held_out[1]))
         net.set_train()
-        log[-1] += [round(val_loss, 6), round(val_accuracy, 6)]
+        log[-1] += [val_loss, val_accuracy]
         if best is None or val_loss < best["val_loss"]:
             weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
-            best = {"best_epoch": epoch, "val_loss": log[-1][3], "val_accuracy": log[-1][4], "weights": weights}
+            best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
         elif epoch - best["best_epoch"] >= params["patience"]:
             break
     seconds = time.perf_counter() - start
