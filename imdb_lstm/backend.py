@@ -82,6 +82,14 @@ def seed(value):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def set_trainable(weight, trainable):
+    """Whether backward passes compute a gradient for `weight` (none is needed while it is frozen)."""
+    if _loaded.BACKEND == "torch":
+        weight.requires_grad_(trainable)
+    else:
+        weight.stop_gradient = not trainable
+
+
 def no_grad():
     """A context in which forward passes record no autograd graph (evaluation, prediction)."""
     return importlib.import_module(_loaded.BACKEND).no_grad()

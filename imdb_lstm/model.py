@@ -11,7 +11,7 @@ import numpy as np
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError
-from imdb_lstm.text import PAD
+from imdb_lstm.text import PAD, lengths, trim_padding
 
 tlx = backend.tlx()
 
@@ -20,11 +20,13 @@ class SentimentLSTM(tlx.nn.Module):
     """The defaults are the tutorial's model; the options (params.yaml's `model:`) make larger ones."""
 
     def __init__(self, vocab_size, embedding_dim, hidden_size, bidirectional=False, num_layers=1,
-                 pooling="mean", dropout=0.0):
+                 pooling="mean", dropout=0.0, trim_padding=False):
         super().__init__()
+        # trim_padding is how the model reads its input, not a layer: training feeds it batches of
+        # similar-length reviews without their shared padding, predict_logits each review at its own length.
         self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
                        "bidirectional": bidirectional, "num_layers": num_layers, "pooling": pooling,
-                       "dropout": dropout}
+                       "dropout": dropout, "trim_padding": trim_padding}
         self.pooling = pooling
         self.embedding = tlx.nn.Embedding(vocab_size, embedding_dim)
         # batch_first=True: the recurrence runs over each review's words. The tutorial left tlx's
@@ -58,6 +60,15 @@ class SentimentLSTM(tlx.nn.Module):
         return tlx.concat([mean, tlx.reduce_max(states - (1 - words) * 1e9, axis=1)], axis=1)
 
 
+def start_from_vectors(net, vectors):
+    """Set the embedding to pretrained word vectors, one row per word id (stages/pretrain.py)."""
+    expected = tuple(net.embedding.all_weights[0].shape)
+    if vectors.shape != expected:
+        raise PipelineError(f"the pretrained vectors are {vectors.shape}, the embedding {expected}: "
+                            f"rerun `dvc repro pretrain` with this params.yaml")
+    tlx.files.assign_weights([vectors], net.embedding)
+
+
 def save(net, folder):
     """Write model.json and weights.npz into `folder` (which the caller makes atomic)."""
     folder = Path(folder)
@@ -87,9 +98,20 @@ def load(folder):
 
 
 def predict_logits(net, ids, batch_size=500):
-    """The (len(ids), 2) logits for rows of word ids, in batches, without recording gradients."""
+    """The (len(ids), 2) logits for rows of word ids, in batches, without recording gradients.
+
+    A model trained with trim_padding reads reviews of one length per batch and no padding, so each
+    review gets the logits it would get alone, whatever else is being scored."""
+    if net.config["trim_padding"]:
+        order = np.argsort(lengths(ids), kind="stable")
+        same_length = np.split(order, np.flatnonzero(np.diff(lengths(ids)[order])) + 1)
+        batches = [group[start:start + batch_size] for group in same_length
+                   for start in range(0, len(group), batch_size)]
+    else:
+        batches = [np.arange(start, min(start + batch_size, len(ids))) for start in range(0, len(ids), batch_size)]
+    logits = np.empty((len(ids), 2))
     with backend.no_grad():
-        return np.concatenate([
-            tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[start:start + batch_size])))
-            for start in range(0, len(ids), batch_size)
-        ]).astype(np.float64)
+        for batch in batches:
+            rows = trim_padding(ids[batch]) if net.config["trim_padding"] else ids[batch]
+            logits[batch] = tlx.convert_to_numpy(net(tlx.convert_to_tensor(rows)))
+    return logits

@@ -38,6 +38,12 @@ SCHEMA = {
         "truncate": (str, *_choice("pre", "post")),
         "pad": (str, *_choice("pre", "post")),
     },
+    "pretrain": {
+        "window": (int, *_int_range(1, 50)),
+        "use": (bool, lambda v: True, "true or false"),
+        "frozen_epochs": (int, *_int_range(0, 1000)),
+        "fine_tune_lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
+    },
     "model": {
         "embedding_dim": (int, *_int_range(1, 4096)),
         "hidden_size": (int, *_int_range(1, 4096)),
@@ -45,6 +51,7 @@ SCHEMA = {
         "num_layers": (int, *_int_range(1, 8)),
         "pooling": (str, *_choice(*POOLINGS)),
         "dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
+        "trim_padding": (bool, lambda v: True, "true or false"),
     },
 }
 

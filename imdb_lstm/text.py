@@ -33,3 +33,16 @@ def encode(token_lists, words, seq_len, truncate, pad):
         else:
             row[: len(row_ids)] = row_ids
     return rows
+
+
+def lengths(rows):
+    """Words in each row of ids (the ids that are not padding)."""
+    return (rows != PAD).sum(axis=1)
+
+
+def trim_padding(rows):
+    """`rows` without the columns that are padding in every row (one column stays if all are).
+
+    Padding sits on one side of each row, so the dropped columns are the batch's shared padding."""
+    words = (rows != PAD).any(axis=0)
+    return rows[:, words] if words.any() else rows[:, :1]

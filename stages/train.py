@@ -1,9 +1,12 @@
 """train: fit the LSTM classifier on the training split with TensorLayerX.
 
-Reads data/prepared/train_*.npy and vocab.json; writes data/model/ (model.json, weights.npz),
+Reads data/prepared/train_*.npy and vocab.json (and data/pretrained/vectors.npy with
+pretrain.use); writes data/model/ (model.json, weights.npz),
 metrics/train.json (final epoch) and metrics/train_log.csv (one row per epoch, for `dvc plots`).
 With `validation` > 0 it holds out that fraction of the training split (never the test split),
 stops once the validation loss has not improved for `patience` epochs, and keeps the best epoch.
+With pretrain.use the embedding starts from the pretrained vectors and stays frozen for the first
+pretrain.frozen_epochs epochs; the epochs after those tune it too, at pretrain.fine_tune_lr.
 """
 import json
 import math
@@ -18,9 +21,11 @@ from imdb_lstm.errors import PipelineError, run_stage
 from imdb_lstm.files import atomic_dir, write_csv, write_json
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
+from imdb_lstm.text import lengths, trim_padding
 
 DATA = Path("data/prepared")
 MODEL = Path("data/model")
+PRETRAINED = Path("data/pretrained")
 
 
 class CountingLoss:
@@ -37,19 +42,40 @@ class CountingLoss:
         return self.tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
 
 
-def train_epoch(step, loss_fn, tlx, ids, labels, batch_size, rng, progress):
-    """One pass over the data in a seeded random order; returns (mean loss, accuracy)."""
-    order = rng.permutation(len(ids))
-    loss_fn.correct, total_loss = 0, 0.0
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        loss = float(step(tlx.convert_to_tensor(ids[batch]), tlx.convert_to_tensor(labels[batch])))
+def batch_order(lengths, batch_size, rng, by_length):
+    """The epoch's batches (index arrays) in a seeded random order. `by_length` sorts each window of
+    50 batches by review length first, so a batch holds reviews of similar length and little padding."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * 50 if by_length else len(order)
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        if by_length:
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))] if by_length else batches
+
+
+def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
+    """One pass over `batches` of the data; returns (mean loss, accuracy)."""
+    loss_fn.correct, total_loss, seen = 0, 0.0, 0
+    for batch in batches:
+        rows = trim_padding(ids[batch]) if trim else ids[batch]
+        loss = float(step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch])))
         if not math.isfinite(loss):
             raise PipelineError(f"the training loss became {loss}: lower `lr` in params.yaml")
-        total_loss += loss * len(batch)
+        total_loss, seen = total_loss + loss * len(batch), seen + len(batch)
         progress.update(len(batch))
-        progress.set_postfix(loss=f"{total_loss / (start + len(batch)):.4f}")
-    return total_loss / len(ids), loss_fn.correct / len(ids)
+        progress.set_postfix(loss=f"{total_loss / seen:.4f}")
+    return total_loss / seen, loss_fn.correct / seen
+
+
+def make_step(tlx, net, loss_fn, weights, lr, frozen):
+    """An Adam step over `weights`; a `frozen` embedding is left out and gets no gradient."""
+    embedding = net.embedding.all_weights[0]
+    backend.set_trainable(embedding, not frozen)
+    trained = [w for w in weights if not (frozen and w is embedding)]
+    return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr), trained)
 
 
 def hold_out(ids, labels, fraction, seed):
@@ -65,23 +91,31 @@ def hold_out(ids, labels, fraction, seed):
 def main():
     params = load_params()
     tlx = backend.load(params["backend"], params["device"])
-    from imdb_lstm.model import SentimentLSTM, predict_logits, save
+    from imdb_lstm.model import SentimentLSTM, predict_logits, save, start_from_vectors
 
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
     ids, labels, held_out = hold_out(ids, labels, params["validation"], params["seed"])
     vocab_size = len(json.loads((DATA / "vocab.json").read_text())["words"])
     backend.seed(params["seed"])
     net = SentimentLSTM(vocab_size, **params["model"])
+    weights = list(net.trainable_weights)  # taken before any freezing: tlx caches this list
+    use, frozen_epochs = params["pretrain"]["use"], params["pretrain"]["frozen_epochs"]
+    if use:
+        start_from_vectors(net, np.load(PRETRAINED / "vectors.npy"))
     loss_fn = CountingLoss(tlx)
-    step = tlx.model.TrainOneStep(
-        tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=params["lr"]), net.trainable_weights
-    )
     rng = np.random.default_rng(params["seed"])
+    trim, review_lengths = params["model"]["trim_padding"], lengths(ids)
     log, best, start = [], None, time.perf_counter()
     net.set_train()
     for epoch in range(1, params["epochs"] + 1):
-        with tqdm(total=len(ids), desc=f"epoch {epoch}/{params['epochs']}", unit=" reviews") as progress:
-            loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, params["batch_size"], rng, progress)
+        frozen = use and epoch <= frozen_epochs
+        if epoch == 1 or (use and epoch == frozen_epochs + 1):
+            lr = params["pretrain"]["fine_tune_lr"] if use and not frozen else params["lr"]
+            step = make_step(tlx, net, loss_fn, weights, lr, frozen)
+        desc = f"epoch {epoch}/{params['epochs']}" + (" (embedding frozen)" if frozen else "")
+        with tqdm(total=len(ids), desc=desc, unit=" reviews") as progress:
+            batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
+            loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress)
             progress.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}")
         log.append([epoch, round(loss, 6), round(accuracy, 6)])
         if held_out is None:

@@ -42,3 +42,28 @@ def test_weights_saved_on_one_backend_predict_the_same_on_the_other(tmp_path, ba
     assert np.abs(logits).max() > 0.5, "the model learned something, so labels are not ties"
     np.testing.assert_allclose(reloaded, logits, atol=1e-4)
     assert (reloaded.argmax(1) == logits.argmax(1)).all()
+
+
+ALONE_AND_TOGETHER = """
+from imdb_lstm.model import SentimentLSTM, predict_logits
+from imdb_lstm.text import encode
+backend.seed(0)
+net = SentimentLSTM(50, 8, 8, bidirectional=True, pooling="masked_mean_max", trim_padding=True)
+net.set_eval()
+rng = np.random.default_rng(0)
+words = [str(w) for w in range(48)]
+ids = encode([list(rng.choice(words, n)) for n in (3, 7, 7, 12, 1, 5, 12, 3)], words, 16, "pre", "pre")
+np.save(FOLDER / "together.npy", predict_logits(net, ids, batch_size=2))
+own_words = [row[row != 0][None] for row in ids]  # each review alone, no padding at all
+np.save(FOLDER / "alone.npy", np.concatenate([tlx.convert_to_numpy(net(tlx.convert_to_tensor(row))) for row in own_words]))
+np.save(FOLDER / "padded.npy", tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids))))
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "paddle"])
+def test_with_trim_padding_a_review_scores_the_same_alone_as_in_any_batch(tmp_path, backend_run, backend):
+    result = backend_run(backend, f"from pathlib import Path\nFOLDER = Path({str(tmp_path)!r})\n" + ALONE_AND_TOGETHER)
+    assert result.returncode == 0, result.stderr
+    together, alone, padded = (np.load(tmp_path / f"{name}.npy") for name in ("together", "alone", "padded"))
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    assert np.abs(padded - alone).max() > 1e-5, "the padding these rows share changes the logits untrimmed"

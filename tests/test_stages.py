@@ -103,3 +103,82 @@ def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
     assert train["best_epoch"] == 1 + val_losses.index(min(val_losses))
     if len(rows) < 25:  # stopped early: `patience` epochs without a better validation loss
         assert len(rows) - train["best_epoch"] == 2
+
+
+def test_batches_by_length_hold_every_review_once_with_little_padding():
+    from stages.train import batch_order
+    lengths = np.random.default_rng(1).integers(1, 800, 10_000)
+    by_length = batch_order(lengths, 64, np.random.default_rng(0), by_length=True)
+    shuffled = batch_order(lengths, 64, np.random.default_rng(0), by_length=False)
+    for batches in (by_length, shuffled):
+        assert sorted(np.concatenate(batches).tolist()) == list(range(10_000))
+        assert max(len(batch) for batch in batches) == 64
+    padded_steps = [sum(len(batch) * lengths[batch].max() for batch in batches) for batches in (by_length, shuffled)]
+    assert padded_steps[0] < 0.6 * padded_steps[1]
+    again = batch_order(lengths, 64, np.random.default_rng(0), by_length=True)
+    assert [b.tolist() for b in again] == [b.tolist() for b in by_length]
+
+
+def test_trim_padding_trains_and_evaluates_and_the_model_remembers_it(repo):
+    set_params(repo.path / "params.yaml", {"model": {"trim_padding": True, "pooling": "masked_mean_max"}})
+    repo.run("dvc", "repro", "evaluate")
+    assert repo.json("data/model/model.json")["trim_padding"] is True
+    assert 0 <= repo.json("metrics/eval.json")["accuracy"] <= 1
+
+
+def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
+    from imdb_fixture import NEGATIVE, POSITIVE
+    from stages.pretrain import read_texts
+    from imdb_lstm.archive import iter_reviews
+
+    archive = repo.path.parent / "cache" / "aclImdb_v1.tar.gz"
+    reviews = list(iter_reviews(archive, include_unsup=True))
+    assert sorted(read_texts(archive)) == sorted(r.text for r in reviews if r.split == "train")
+    assert len(read_texts(archive)) > sum(r.split == "train" and r.label >= 0 for r in reviews)
+
+    repo.run("dvc", "repro", "pretrain")
+    words = repo.json("data/prepared/vocab.json")["words"]
+    vectors = np.load(repo.path / "data/pretrained/vectors.npy")
+    assert vectors.shape == (len(words), 16) and vectors.dtype == np.float32
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-9)
+    ids = {word: i for i, word in enumerate(words)}
+    positive, negative = ([ids[w] for w in group if w in ids] for group in (POSITIVE, NEGATIVE))
+    similarity = unit @ unit.T
+    same = np.mean([similarity[a, b] for group in (positive, negative) for a in group for b in group if a != b])
+    across = np.mean([similarity[a, b] for a in positive for b in negative])
+    assert same > across + 0.1, "words of one sentiment share contexts, so their vectors are closer"
+
+
+def test_train_can_start_its_embedding_from_the_pretrained_vectors(repo):
+    set_params(repo.path / "params.yaml", {"epochs": 1, "pretrain": {"use": True, "fine_tune_lr": 1e-6}})
+    repo.run("dvc", "repro", "train")
+    vectors = np.load(repo.path / "data/pretrained/vectors.npy")
+    with np.load(repo.path / "data/model/weights.npz") as weights:
+        embedding = weights["0"]
+    np.testing.assert_allclose(embedding, vectors, atol=1e-4)  # a few tiny steps away from them
+    assert not np.array_equal(embedding, vectors)
+
+    set_params(repo.path / "params.yaml", {"model": {"embedding_dim": 8}})
+    result = repo.run("python", "-m", "stages.train", check=False)  # alone, without pretrain's rerun first
+    assert result.returncode != 0
+    assert "the pretrained vectors are" in result.stderr and "dvc repro pretrain" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["torch", "paddle"])
+def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epochs(tmp_path, backend):
+    repo = make_repo(tmp_path, backend=backend)
+    pretrain = {"use": True, "frozen_epochs": 2, "fine_tune_lr": 0.01}
+    set_params(repo.path / "params.yaml", {"epochs": 2, "lr": 0.003, "pretrain": pretrain})
+    repo.run("dvc", "repro", "train")
+    vectors = np.load(repo.path / "data/pretrained/vectors.npy")
+    with np.load(repo.path / "data/model/weights.npz") as weights:
+        assert np.array_equal(weights["0"], vectors)
+    frozen_log = (repo.path / "metrics/train_log.csv").read_text().splitlines()
+
+    set_params(repo.path / "params.yaml", {"epochs": 6})
+    repo.run("dvc", "repro", "train")
+    with np.load(repo.path / "data/model/weights.npz") as weights:
+        assert np.abs(weights["0"] - vectors).max() > 1e-3, "the epochs after frozen_epochs tuned the embedding"
+    log = (repo.path / "metrics/train_log.csv").read_text().splitlines()
+    assert log[:3] == frozen_log
+    assert float(log[-1].split(",")[1]) < 0.5, "the model learned"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imdb_lstm.text import PAD, UNKNOWN, build_vocab, encode, tokenize
+from imdb_lstm.text import PAD, UNKNOWN, build_vocab, encode, lengths, tokenize, trim_padding
 
 
 def test_tokenize_lowercases_and_treats_html_breaks_as_spaces():
@@ -31,3 +31,12 @@ def test_encode_truncates_and_pads_on_the_side_asked(truncate, pad, expected):
 def test_unknown_words_and_empty_reviews():
     rows = encode([["nope"], []], ["a"], 2, "pre", "pre")
     assert rows.tolist() == [[PAD, UNKNOWN], [PAD, PAD]]
+
+
+@pytest.mark.parametrize("pad", ["pre", "post"])
+def test_trim_padding_drops_only_the_padding_all_rows_share(pad):
+    rows = encode([["a", "b", "c"], ["a"], ["b", "c"]], ["a", "b", "c"], 6, "pre", pad)
+    trimmed = trim_padding(rows)
+    assert trimmed.tolist() == (rows[:, -3:] if pad == "pre" else rows[:, :3]).tolist()
+    assert lengths(trimmed).tolist() == lengths(rows).tolist() == [3, 1, 2]
+    assert trim_padding(encode([[], []], ["a"], 4, "pre", pad)).tolist() == [[PAD], [PAD]]

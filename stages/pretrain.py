@@ -1,0 +1,93 @@
+"""pretrain: word vectors from the unlabelled reviews, for the LSTM's embedding to start from.
+
+Reads data/raw/aclImdb_v1.tar.gz (the 25,000 training and 50,000 unlabelled reviews; never the
+test split) and data/prepared/vocab.json; writes data/pretrained/vectors.npy, one row per word
+id, (ids, model.embedding_dim) float32. The vectors are the truncated SVD of the words' positive
+pointwise mutual information (PPMI) within `pretrain.window` words (Levy, Goldberg and Dagan,
+"Improving distributional similarity with lessons learned from word embeddings", TACL 2015):
+no backend, no random draws beyond a seeded SVD, a minute on a CPU.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+from sklearn.utils.extmath import randomized_svd
+from tqdm import tqdm
+
+from imdb_lstm.archive import iter_reviews
+from imdb_lstm.errors import PipelineError, run_stage
+from imdb_lstm.files import atomic_dir
+from imdb_lstm.params import load_params
+from imdb_lstm.text import PAD, UNKNOWN, tokenize
+
+ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
+VOCAB = Path("data/prepared/vocab.json")
+OUT = Path("data/pretrained")
+CONTEXT_SMOOTHING = 0.75  # raise context counts to this power: rare contexts get less inflated PMI (ibid.)
+
+
+def read_texts(path):
+    """The training and unlabelled review texts, in a fixed order whatever the archive's."""
+    reviews = sorted((review.label, review.id, review.text)
+                     for review in tqdm(iter_reviews(path, include_unsup=True), desc="reading reviews",
+                                        unit=" reviews", leave=False)
+                     if review.split == "train")
+    return [text for _, _, text in reviews]
+
+
+def cooccurrences(documents, size, window):
+    """Sparse symmetric (size, size) counts of word pairs at most `window` apart, weighted 1/distance."""
+    words = np.concatenate(documents)
+    document = np.repeat(np.arange(len(documents), dtype=np.int32), [len(d) for d in documents])
+    counts = scipy.sparse.csr_matrix((size, size))
+    for distance in range(1, window + 1):
+        same = document[distance:] == document[:-distance]
+        left, right = words[:-distance][same], words[distance:][same]
+        counts += scipy.sparse.csr_matrix((np.full(len(left), 1.0 / distance), (left, right)), shape=(size, size))
+    counts = counts + counts.T
+    # padding never occurs in text; unknown words are not one word, so they give no vector
+    keep = np.ones(size)
+    keep[[PAD, UNKNOWN]] = 0
+    diagonal = scipy.sparse.diags(keep)
+    return (diagonal @ counts @ diagonal).tocsr()
+
+
+def ppmi(counts):
+    """max(0, log p(w, c) / (p(w) p_smoothed(c))) for the non-zero pairs, as a sparse matrix."""
+    total = counts.sum()
+    word_p = np.asarray(counts.sum(axis=1)).ravel() / total
+    context = np.asarray(counts.sum(axis=0)).ravel() ** CONTEXT_SMOOTHING
+    context_p = context / context.sum()
+    pairs = counts.tocoo()
+    pmi = np.log(pairs.data / total) - np.log(word_p[pairs.row]) - np.log(context_p[pairs.col])
+    positive = pmi > 0
+    return scipy.sparse.csr_matrix((pmi[positive], (pairs.row[positive], pairs.col[positive])), shape=counts.shape)
+
+
+def main():
+    params = load_params()
+    window, dim = params["pretrain"]["window"], params["model"]["embedding_dim"]
+    start = time.perf_counter()
+    try:
+        words = json.loads(VOCAB.read_text())["words"]
+    except FileNotFoundError:
+        raise PipelineError(f"no vocabulary at {VOCAB}: run `dvc repro prepare` first") from None
+    if dim >= len(words) - 2:
+        raise PipelineError(f"model.embedding_dim {dim} needs more than {dim} words in the vocabulary: "
+                            f"raise data.vocab_size above it")
+    ids = {word: i for i, word in enumerate(words)}
+    documents = [np.array([ids.get(token, UNKNOWN) for token in tokenize(text)], dtype=np.int32)
+                 for text in read_texts(ARCHIVE)]
+    matrix = ppmi(cooccurrences(documents, len(words), window))
+    u, s, _ = randomized_svd(matrix, dim, n_iter=5, random_state=0)
+    vectors = (u * np.sqrt(s)).astype(np.float32)  # sqrt(s): the symmetric split of the SVD (ibid.)
+    with atomic_dir(OUT) as tmp:
+        np.save(tmp / "vectors.npy", vectors)
+    print(f"pretrain: {dim}-dimensional vectors for {len(words)} ids from {len(documents)} reviews "
+          f"({matrix.nnz} word-context pairs) in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    run_stage(main)
