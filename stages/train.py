@@ -98,7 +98,7 @@ def main():
     vocab_size = len(json.loads((DATA / "vocab.json").read_text())["words"])
     backend.seed(params["seed"])
     net = SentimentLSTM(vocab_size, **params["model"])
-    weights = list(net.trainable_weights)  # taken before any freezing: tlx caches this list
+    trainable = list(net.trainable_weights)  # taken before any freezing: tlx caches this list
     use, frozen_epochs = params["pretrain"]["use"], params["pretrain"]["frozen_epochs"]
     if use:
         start_from_vectors(net, np.load(PRETRAINED / "vectors.npy"))
@@ -111,7 +111,7 @@ def main():
         frozen = use and epoch <= frozen_epochs
         if epoch == 1 or (use and epoch == frozen_epochs + 1):
             lr = params["pretrain"]["fine_tune_lr"] if use and not frozen else params["lr"]
-            step = make_step(tlx, net, loss_fn, weights, lr, frozen)
+            step = make_step(tlx, net, loss_fn, trainable, lr, frozen)
         desc = f"epoch {epoch}/{params['epochs']}" + (" (embedding frozen)" if frozen else "")
         with tqdm(total=len(ids), desc=desc, unit=" reviews") as progress:
             batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)

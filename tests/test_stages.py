@@ -182,3 +182,7 @@ def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epoch
     log = (repo.path / "metrics/train_log.csv").read_text().splitlines()
     assert log[:3] == frozen_log
     assert float(log[-1].split(",")[1]) < 0.5, "the model learned"
+
+    set_params(repo.path / "params.yaml", {"validation": 0.2, "patience": 10})  # early stopping's copy of the
+    repo.run("dvc", "repro", "train")                                           # best weights, beside the thaw
+    assert repo.json("metrics/train.json")["epochs_run"] == 6
