@@ -149,6 +149,14 @@ def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
     assert same > across + 0.1, "words of one sentiment share contexts, so their vectors are closer"
 
 
+def test_pretrain_refuses_an_embedding_wider_than_the_vocabulary(repo):
+    set_params(repo.path / "params.yaml", {"model": {"embedding_dim": 64}})
+    result = repo.run("dvc", "repro", "pretrain", check=False)
+    assert result.returncode != 0
+    assert "model.embedding_dim 64 needs more than 64 words in the vocabulary" in result.stderr
+    assert not (repo.path / "data/pretrained").exists()
+
+
 def test_train_can_start_its_embedding_from_the_pretrained_vectors(repo):
     set_params(repo.path / "params.yaml", {"epochs": 1, "pretrain": {"use": True, "fine_tune_lr": 1e-6}})
     repo.run("dvc", "repro", "train")
