@@ -1,4 +1,4 @@
-"""pretrain: word vectors from the unlabelled reviews, for the LSTM's embedding to start from.
+"""pretrain: word vectors from the training and unlabelled reviews, for the LSTM's embedding to start from.
 
 Reads data/raw/aclImdb_v1.tar.gz (the 25,000 training and 50,000 unlabelled reviews; never the
 test split) and data/prepared/vocab.json; writes data/pretrained/vectors.npy, one row per word

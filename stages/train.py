@@ -42,16 +42,16 @@ class CountingLoss:
         return self.tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
 
 
-def batch_order(lengths, batch_size, rng, by_length):
+def batch_order(review_lengths, batch_size, rng, by_length):
     """The epoch's batches (index arrays) in a seeded random order. `by_length` sorts each window of
     50 batches by review length first, so a batch holds reviews of similar length and little padding."""
-    order = rng.permutation(len(lengths))
+    order = rng.permutation(len(review_lengths))
     window = batch_size * 50 if by_length else len(order)
     batches = []
     for start in range(0, len(order), window):
         chunk = order[start:start + window]
         if by_length:
-            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            chunk = chunk[np.argsort(review_lengths[chunk], kind="stable")]
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))] if by_length else batches
 
