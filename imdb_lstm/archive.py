@@ -36,15 +36,22 @@ def iter_reviews(path, include_unsup=False):
         yield review
 
 
-def labelled_splits(path):
-    """{"train": (texts, labels), "test": (texts, labels)}: labels an int64 array (1 = positive), each
-    split sorted by label and id whatever the archive's order. A split without both classes is refused."""
+def sorted_reviews(path, include_unsup=False):
+    """{"train": [...], "test": [...]}: each split's (label, id, text) triples sorted by label and id,
+    whatever the archive's order (with `include_unsup`, train's unlabelled reviews come first, label -1)."""
     splits = {"train": [], "test": []}
-    for review in tqdm(iter_reviews(path), desc="reading reviews", unit=" reviews", leave=False):
+    for review in tqdm(iter_reviews(path, include_unsup), desc="reading reviews", unit=" reviews", leave=False):
         splits[review.split].append((review.label, review.id, review.text))
-    result = {}
-    for split, reviews in splits.items():
+    for reviews in splits.values():
         reviews.sort()  # (label, id) is unique, so texts are never compared
+    return splits
+
+
+def labelled_splits(path):
+    """{"train": (texts, labels), "test": (texts, labels)}: labels an int64 array (1 = positive), in
+    sorted_reviews' order. A split without both classes is refused."""
+    result = {}
+    for split, reviews in sorted_reviews(path).items():
         labels = np.array([label for label, _, _ in reviews], dtype=np.int64)
         if set(labels.tolist()) != {0, 1}:
             found = sorted(set(labels.tolist())) or "no reviews"

@@ -103,8 +103,9 @@ def predict_logits(net, ids, batch_size=500):
     A model trained with trim_padding reads reviews of one length per batch and no padding, so each
     review gets the logits it would get alone, whatever else is being scored."""
     if net.config["trim_padding"]:
-        order = np.argsort(lengths(ids), kind="stable")
-        same_length = np.split(order, np.flatnonzero(np.diff(lengths(ids)[order])) + 1)
+        row_lengths = lengths(ids)
+        order = np.argsort(row_lengths, kind="stable")
+        same_length = np.split(order, np.flatnonzero(np.diff(row_lengths[order])) + 1)
         batches = [group[start:start + batch_size] for group in same_length
                    for start in range(0, len(group), batch_size)]
     else:

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 from sklearn.utils.extmath import randomized_svd
-from tqdm import tqdm
 
-from imdb_lstm.archive import iter_reviews
+from imdb_lstm.archive import sorted_reviews
 from imdb_lstm.errors import PipelineError, run_stage
 from imdb_lstm.files import atomic_dir
 from imdb_lstm.params import load_params
@@ -29,12 +28,8 @@ CONTEXT_SMOOTHING = 0.75  # raise context counts to this power: rare contexts ge
 
 
 def read_texts(path):
-    """The training and unlabelled review texts, in a fixed order whatever the archive's."""
-    reviews = sorted((review.label, review.id, review.text)
-                     for review in tqdm(iter_reviews(path, include_unsup=True), desc="reading reviews",
-                                        unit=" reviews", leave=False)
-                     if review.split == "train")
-    return [text for _, _, text in reviews]
+    """The training and unlabelled review texts (never the test split's), in a fixed order."""
+    return [text for _, _, text in sorted_reviews(path, include_unsup=True)["train"]]
 
 
 def cooccurrences(documents, size, window):
