@@ -1,7 +1,8 @@
 """Benchmarks: tlx against the bare backend, and the pipeline's own costs. Prints a markdown table.
 
-    python benchmarks/run.py                       # everything on the CPU, writes BENCHMARKS.md
+    python benchmarks/run.py --write BENCHMARKS.md  # everything on the CPU
     python benchmarks/run.py --only epoch --device gpu --batch-sizes 64 256   # the GPU measure
+    python benchmarks/run.py --quick               # every epoch measure on tiny inputs (the tests run it)
 
 Timings are medians of --repeats runs; each tlx/plain ratio is the median of ratios measured in
 the same process, alternating the two, because a shared machine is noisy. Training epochs use
@@ -30,21 +31,23 @@ REVIEWS, SEQ_LEN, VOCAB, WIDTH = 25_000, 200, 20_002, 64
 # --- one training epoch: tlx (the pipeline's own loop) against the bare backend ---------------
 
 def tlx_epoch(tlx, ids, labels, batch_size):
-    """The train stage's own loop: SentimentLSTM, TrainOneStep, seeded batches, per-batch loss."""
+    """The train stage's own loop (imdb_lstm.training): SentimentLSTM, its Adam step, seeded batches."""
     from tqdm import tqdm
 
     from imdb_lstm.model import SentimentLSTM
-    from stages.train import CountingLoss, train_epoch
+    from imdb_lstm.text import lengths
+    from imdb_lstm.training import CountingLoss, batch_order, make_step, train_epoch
 
     net = SentimentLSTM(VOCAB, WIDTH, WIDTH)
     loss_fn = CountingLoss(tlx)
-    step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=1e-3),
-                                  net.trainable_weights)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=1e-3, frozen=False)
     net.set_train()
+    review_lengths = lengths(ids)
 
     def run():
+        batches = batch_order(review_lengths, batch_size, np.random.default_rng(0), by_length=False)
         with tqdm(disable=True) as progress:
-            train_epoch(step, loss_fn, tlx, ids, labels, batch_size, np.random.default_rng(0), progress)
+            train_epoch(step, loss_fn, tlx, ids, labels, batches, False, progress)
     return run
 
 
@@ -112,6 +115,29 @@ def paddle_epoch(ids, labels, batch_size):
     return run
 
 
+def kernels_measure(backend_name, batch_size, reviews, reproducible):
+    """In this process: seconds for one tlx epoch on the CPU, kernels pinned or not (imdb_lstm/kernels.py)."""
+    from imdb_lstm import backend
+
+    tlx = backend.load(backend_name, "cpu", reproducible)
+    backend.seed(0)
+    rng = np.random.default_rng(0)
+    ids, labels = rng.integers(2, VOCAB, (reviews, SEQ_LEN)), rng.integers(0, 2, reviews)
+    tlx_epoch(tlx, ids[:batch_size * 10], labels[:batch_size * 10], batch_size)()  # warm-up
+    return timed(tlx_epoch(tlx, ids, labels, batch_size), lambda: None)
+
+
+def in_subprocess(call):
+    """Run `benchmarks.run.<call>` in a fresh python (tlx picks its backend, and the math libraries
+    their kernels, once per process) and return what it printed."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", f"import benchmarks.run as b; print(b.{call})"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
+    if done.returncode:
+        sys.exit(f"{call} failed:\n{done.stderr}")
+    return done.stdout.split("\n")[-2]
+
+
 def timed(run, sync):
     start = time.perf_counter()
     run()
@@ -119,11 +145,11 @@ def timed(run, sync):
     return time.perf_counter() - start
 
 
-def epoch_measure(backend_name, device, batch_size, repeats, reviews=REVIEWS):
+def epoch_measure(backend_name, device, batch_size, repeats, reviews=REVIEWS, reproducible=True):
     """In this process: (median s/epoch tlx, median s/epoch plain, median ratio)."""
     from imdb_lstm import backend
 
-    tlx = backend.load(backend_name, device)
+    tlx = backend.load(backend_name, device, reproducible)
     backend.seed(0)
     rng = np.random.default_rng(0)
     ids = rng.integers(2, VOCAB, (reviews, SEQ_LEN))
@@ -201,8 +227,10 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", choices=["epoch", "stages", "e2e"],
-                        default=["epoch", "stages", "e2e"])
+    parser.add_argument("--only", nargs="*", choices=["epoch", "kernels", "stages", "e2e"],
+                        default=["epoch", "kernels", "stages", "e2e"])
+    parser.add_argument("--quick", action="store_true",
+                        help="the epoch and kernels measures on 256 reviews, once: checks that they run")
     parser.add_argument("--backends", nargs="*", default=["torch", "paddle"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--batch-sizes", nargs="*", type=int, default=[64])
@@ -210,6 +238,9 @@ def main():
     parser.add_argument("--reviews", type=int, default=REVIEWS, help="reviews per training epoch")
     parser.add_argument("--write", type=Path, help="also write the report to this markdown file")
     args = parser.parse_args()
+    if args.quick:
+        args.only = [m for m in args.only if m in ("epoch", "kernels")]
+        args.reviews, args.repeats = 256, 1
 
     rows = []
 
@@ -220,17 +251,21 @@ def main():
     if "epoch" in args.only:
         for backend_name in args.backends:
             for batch_size in args.batch_sizes:
-                # One process per backend: tlx picks its backend once per process.
-                code = (f"import benchmarks.run as b; print(*b.epoch_measure({backend_name!r}, {args.device!r}, "
-                        f"{batch_size}, {args.repeats}, {args.reviews}))")
-                path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-                done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                      env={**os.environ, "PYTHONPATH": path})
-                if done.returncode:
-                    sys.exit(f"the {backend_name} epoch measure failed:\n{done.stderr}")
-                ours, plain, ratio = map(float, done.stdout.split()[-3:])
+                result = in_subprocess(f"epoch_measure({backend_name!r}, {args.device!r}, {batch_size}, "
+                                       f"{args.repeats}, {args.reviews})")
+                ours, plain, ratio = map(float, result.strip("()").split(","))
                 add(f"one epoch ({args.reviews} × {SEQ_LEN}) on {args.device}, batch {batch_size}: "
                     f"tlx+{backend_name} ÷ plain {backend_name}", f"{ratio:.3f} ({ours:.1f} s ÷ {plain:.1f} s)")
+    if "kernels" in args.only:
+        for backend_name in args.backends:
+            seconds = {True: [], False: []}
+            for _ in range(args.repeats):  # alternate pinned and free processes: a shared machine drifts
+                for pinned in seconds:
+                    call = f"kernels_measure({backend_name!r}, 64, {args.reviews}, {pinned})"
+                    seconds[pinned].append(float(in_subprocess(call)))
+            pinned, free = (statistics.median(seconds[k]) for k in (True, False))
+            add(f"one tlx+{backend_name} epoch ({args.reviews} × {SEQ_LEN}) on cpu, batch 64: "
+                f"kernels pinned (`reproducible: true`) ÷ free", f"{pinned / free:.3f} ({pinned:.1f} s ÷ {free:.1f} s)")
     if "stages" in args.only:
         seconds, mb = stage_measure("prepare", ["raw"], args.repeats)
         add("`prepare` on the full archive", f"{seconds:.1f} s")

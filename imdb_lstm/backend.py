@@ -7,17 +7,19 @@ import importlib
 import os
 import warnings
 
-from imdb_lstm import compat
+from imdb_lstm import compat, kernels
 from imdb_lstm.errors import PipelineError
 
 _loaded = None
 _device = None
 
 
-def load(name, device="cpu"):
+def load(name, device="cpu", reproducible=True):
     """Import TensorLayerX on backend `name` ("torch" or "paddle") and return the tlx module.
 
     device: "cpu", "gpu", or "auto" (the GPU when the backend sees one).
+    reproducible: pin the CPU kernels, so results are the same bits on any x86-64 CPU with AVX2
+    (imdb_lstm/kernels.py); False lets the backend pick the fastest for this CPU.
     """
     global _loaded
     if _loaded is not None:
@@ -30,6 +32,8 @@ def load(name, device="cpu"):
     # on a small machine: beside one, a torch step took 1.4-3.4 s instead of 0.05 s. A short spin
     # keeps the quiet-machine speed (0.052-0.055 s) and stays at 0.11 s beside a busy process.
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    if reproducible:
+        kernels.pin(name)
     compat.before_import(name)
     with warnings.catch_warnings():
         # Every import warns that the backend is newer than the one tlx 0.5.8 was written for.
@@ -37,6 +41,8 @@ def load(name, device="cpu"):
         warnings.filterwarnings("ignore", message="No ccache found")  # paddle: only for C++ extensions
         tlx = importlib.import_module("tensorlayerx")
     compat.after_import(name, tlx)
+    if reproducible:
+        kernels.pin_threads(name)
     tlx.logging.set_verbosity(tlx.logging.WARN)  # tlx logs every layer it builds; stages print summaries
     _use_device(name, device)
     _loaded = tlx

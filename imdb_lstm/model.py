@@ -2,7 +2,7 @@
 
 Import after `imdb_lstm.backend.load(...)`: the layers come from the tlx it loaded.
 Saved as two files in one folder: model.json (architecture, backend) and weights.npz
-(tlx's `npz` format, which loads on either backend for this model).
+(tlx's `npz` layout, members "0", "1", ... in `all_weights` order, which loads on either backend).
 """
 import json
 from pathlib import Path
@@ -11,6 +11,7 @@ import numpy as np
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError
+from imdb_lstm.files import write_npz
 from imdb_lstm.text import PAD, lengths, trim_padding
 
 tlx = backend.tlx()
@@ -74,7 +75,7 @@ def save(net, folder):
     folder = Path(folder)
     info = {**net.config, "trained_on": backend.version()}
     (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    net.save_weights(str(folder / "weights.npz"), format="npz")
+    write_npz(folder / "weights.npz", [tlx.convert_to_numpy(w) for w in net.all_weights])
 
 
 def load(folder):

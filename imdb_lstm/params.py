@@ -24,6 +24,7 @@ def _int_range(low, high):
 SCHEMA = {
     "backend": (str, *_choice(*BACKENDS)),
     "device": (str, *_choice(*DEVICES)),
+    "reproducible": (bool, lambda v: True, "true or false"),
     "epochs": (int, *_int_range(1, 1000)),
     "batch_size": (int, *_int_range(1, 65536)),
     "lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),

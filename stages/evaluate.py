@@ -21,7 +21,7 @@ ROC_POINTS = 200  # enough for a smooth curve in `dvc plots`, small enough to co
 
 def main():
     params = load_params()
-    backend.load(params["backend"], params["device"])
+    backend.load(params["backend"], params["device"], params["reproducible"])
     from imdb_lstm.model import load, predict_logits
 
     start = time.perf_counter()

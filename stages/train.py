@@ -9,7 +9,6 @@ With pretrain.use the embedding starts from the pretrained vectors and stays fro
 pretrain.frozen_epochs epochs; the epochs after those tune it too, at pretrain.fine_tune_lr.
 """
 import json
-import math
 import time
 from pathlib import Path
 
@@ -17,80 +16,21 @@ import numpy as np
 from tqdm import tqdm
 
 from imdb_lstm import backend
-from imdb_lstm.errors import PipelineError, run_stage
+from imdb_lstm.errors import run_stage
 from imdb_lstm.files import atomic_dir, write_csv, write_json
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
-from imdb_lstm.text import lengths, trim_padding
+from imdb_lstm.text import lengths
+from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, train_epoch
 
 DATA = Path("data/prepared")
 MODEL = Path("data/model")
 PRETRAINED = Path("data/pretrained")
 
 
-class CountingLoss:
-    """Softmax cross-entropy that also counts the batch's correct predictions, so train accuracy
-    comes from the same forward pass as the gradient step."""
-
-    def __init__(self, tlx):
-        self.tlx = tlx
-        self.correct = 0
-
-    def __call__(self, logits, labels):
-        predicted = self.tlx.convert_to_numpy(self.tlx.argmax(logits, axis=1))
-        self.correct += int((predicted == self.tlx.convert_to_numpy(labels)).sum())
-        return self.tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
-
-
-def batch_order(review_lengths, batch_size, rng, by_length):
-    """The epoch's batches (index arrays) in a seeded random order. `by_length` sorts each window of
-    50 batches by review length first, so a batch holds reviews of similar length and little padding."""
-    order = rng.permutation(len(review_lengths))
-    window = batch_size * 50 if by_length else len(order)
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = order[start:start + window]
-        if by_length:
-            chunk = chunk[np.argsort(review_lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))] if by_length else batches
-
-
-def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
-    """One pass over `batches` of the data; returns (mean loss, accuracy)."""
-    loss_fn.correct, total_loss, seen = 0, 0.0, 0
-    for batch in batches:
-        rows = trim_padding(ids[batch]) if trim else ids[batch]
-        loss = float(step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch])))
-        if not math.isfinite(loss):
-            raise PipelineError(f"the training loss became {loss}: lower `lr` in params.yaml")
-        total_loss, seen = total_loss + loss * len(batch), seen + len(batch)
-        progress.update(len(batch))
-        progress.set_postfix(loss=f"{total_loss / seen:.4f}")
-    return total_loss / seen, loss_fn.correct / seen
-
-
-def make_step(tlx, net, loss_fn, weights, lr, frozen):
-    """An Adam step over `weights`; a `frozen` embedding is left out and gets no gradient."""
-    embedding = net.embedding.all_weights[0]
-    backend.set_trainable(embedding, not frozen)
-    trained = [w for w in weights if not (frozen and w is embedding)]
-    return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr), trained)
-
-
-def hold_out(ids, labels, fraction, seed):
-    """(train ids, train labels, (validation ids, labels) or None): a seeded split of the training set."""
-    if not fraction:
-        return ids, labels, None
-    order = np.random.default_rng([seed, 1]).permutation(len(ids))  # its own stream: shuffling is unchanged
-    held = order[:round(len(ids) * fraction)]
-    kept = np.sort(order[len(held):])
-    return ids[kept], labels[kept], (ids[held], labels[held])
-
-
 def main():
     params = load_params()
-    tlx = backend.load(params["backend"], params["device"])
+    tlx = backend.load(params["backend"], params["device"], params["reproducible"])
     from imdb_lstm.model import SentimentLSTM, predict_logits, save, start_from_vectors
 
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
@@ -139,6 +79,7 @@ def main():
     header = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if held_out else [])
     write_csv("metrics/train_log.csv", header, log)
     write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),
+                                      "reproducible": params["reproducible"],
                                       "epochs": params["epochs"], "epochs_run": len(log),
                                       "loss": log[-1][1], "accuracy": log[-1][2], **(best or {})})
     print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s, "

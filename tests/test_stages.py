@@ -106,7 +106,7 @@ def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
 
 
 def test_batches_by_length_hold_every_review_once_with_little_padding():
-    from stages.train import batch_order
+    from imdb_lstm.training import batch_order
     lengths = np.random.default_rng(1).integers(1, 800, 10_000)
     by_length = batch_order(lengths, 64, np.random.default_rng(0), by_length=True)
     shuffled = batch_order(lengths, 64, np.random.default_rng(0), by_length=False)

@@ -1,0 +1,71 @@
+"""The training loop the train stage runs, and the benchmark times: the loss that counts correct
+predictions, the seeded batch order, one epoch, the Adam step, the validation hold-out.
+The functions take the tlx module that `imdb_lstm.backend.load(...)` returned.
+"""
+import math
+
+import numpy as np
+
+from imdb_lstm import backend
+from imdb_lstm.errors import PipelineError
+from imdb_lstm.text import trim_padding
+
+
+class CountingLoss:
+    """Softmax cross-entropy that also counts the batch's correct predictions, so train accuracy
+    comes from the same forward pass as the gradient step."""
+
+    def __init__(self, tlx):
+        self.tlx = tlx
+        self.correct = 0
+
+    def __call__(self, logits, labels):
+        predicted = self.tlx.convert_to_numpy(self.tlx.argmax(logits, axis=1))
+        self.correct += int((predicted == self.tlx.convert_to_numpy(labels)).sum())
+        return self.tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
+
+
+def batch_order(review_lengths, batch_size, rng, by_length):
+    """The epoch's batches (index arrays) in a seeded random order. `by_length` sorts each window of
+    50 batches by review length first, so a batch holds reviews of similar length and little padding."""
+    order = rng.permutation(len(review_lengths))
+    window = batch_size * 50 if by_length else len(order)
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        if by_length:
+            chunk = chunk[np.argsort(review_lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))] if by_length else batches
+
+
+def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
+    """One pass over `batches` of the data; returns (mean loss, accuracy)."""
+    loss_fn.correct, total_loss, seen = 0, 0.0, 0
+    for batch in batches:
+        rows = trim_padding(ids[batch]) if trim else ids[batch]
+        loss = float(step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch])))
+        if not math.isfinite(loss):
+            raise PipelineError(f"the training loss became {loss}: lower `lr` in params.yaml")
+        total_loss, seen = total_loss + loss * len(batch), seen + len(batch)
+        progress.update(len(batch))
+        progress.set_postfix(loss=f"{total_loss / seen:.4f}")
+    return total_loss / seen, loss_fn.correct / seen
+
+
+def make_step(tlx, net, loss_fn, weights, lr, frozen):
+    """An Adam step over `weights`; a `frozen` embedding is left out and gets no gradient."""
+    embedding = net.embedding.all_weights[0]
+    backend.set_trainable(embedding, not frozen)
+    trained = [w for w in weights if not (frozen and w is embedding)]
+    return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr), trained)
+
+
+def hold_out(ids, labels, fraction, seed):
+    """(train ids, train labels, (validation ids, labels) or None): a seeded split of the training set."""
+    if not fraction:
+        return ids, labels, None
+    order = np.random.default_rng([seed, 1]).permutation(len(ids))  # its own stream: shuffling is unchanged
+    held = order[:round(len(ids) * fraction)]
+    kept = np.sort(order[len(held):])
+    return ids[kept], labels[kept], (ids[held], labels[held])

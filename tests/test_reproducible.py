@@ -1,0 +1,96 @@
+"""The same params give the same bits on any x86-64 CPU with AVX2: a golden-hash test.
+
+A different CPU makes the math libraries pick other kernels (oneDNN's and ATen's instruction sets,
+MKL's vendor paths) and other thread counts. Each setting below makes this machine pick what another
+one would; with the pins of imdb_lstm/kernels.py every one must give the committed hash of a tiny
+train + evaluate run. The hashes hold for the pinned torch and paddle of requirements.txt.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from imdb_fixture import make_archive
+from project import copy_project, set_params
+
+GOLDEN = {
+    "torch": "8b55adc6a881537e101f3023f52bc2368d23b9f9579cdf441d5ae33ef344afe1",
+    "paddle": "edb52b80f159e35837a8db85ff37f288cbad5e1f7e0882e72edd1fc017b8853b",
+}
+# What another CPU would pick, simulated here: instruction-set limits, thread counts, MKL paths.
+# "threads" is the thread count the backend starts with, as on a machine with that many cores.
+SETTINGS = {
+    "torch": [{}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+              {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, {"ATEN_CPU_CAPABILITY": "avx2"},
+              {"ATEN_CPU_CAPABILITY": "avx512"}, {"ATEN_CPU_CAPABILITY": "default"},
+              {"MKL_CBWR": "AVX2"}, {"MKL_ENABLE_INSTRUCTIONS": "AVX512"}, {"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"},
+              {"threads": 1}, {"threads": 2}, {"threads": 4}, {"threads": 8},
+              {"ONEDNN_MAX_CPU_ISA": "AVX2", "threads": 1}, {"ONEDNN_MAX_CPU_ISA": "AVX2", "threads": 4}],
+    "paddle": [{}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+               {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, {"MKL_CBWR": "COMPATIBLE"}, {"MKL_CBWR": "AVX512"},
+               {"MKL_DEBUG_CPU_TYPE": "2"}, {"FLAGS_use_mkldnn": "1"},
+               {"threads": 1}, {"threads": 2}, {"threads": 4}, {"threads": 8}],
+}
+# Two settings that change the bits on any CPU when nothing is pinned: proof that the test can fail.
+DIFFERENT_UNPINNED = {
+    "torch": ({"ATEN_CPU_CAPABILITY": "default"}, {"ATEN_CPU_CAPABILITY": "avx2"}),
+    "paddle": ({"MKL_CBWR": "COMPATIBLE"}, {"MKL_CBWR": "AVX2", "MKL_DEBUG_CPU_TYPE": "5"}),
+}
+OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/train_log.csv",
+           "metrics/eval.json", "metrics/roc.csv", "metrics/confusion.csv"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A project folder with the tests' small archive fetched and prepared (reviews padded to 200)."""
+    folder = tmp_path_factory.mktemp("reproducible")
+    cache = folder / "cache"
+    cache.mkdir()
+    sha256 = make_archive(cache / "aclImdb_v1.tar.gz")
+    project = folder / "project"
+    project.mkdir()
+    copy_project(project)
+    set_params(project / "params.yaml", {"epochs": 2, "data": {"sha256": sha256, "vocab_size": 50}})
+    for stage in ("fetch", "prepare"):
+        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, check=True, capture_output=True,
+                       env={**os.environ, "IMDB_CACHE_DIR": str(cache)})
+    return project
+
+
+def train_and_evaluate(project, backend, setting, reproducible=True):
+    """sha256 over every output of the train and evaluate stages, run in one process with `setting`."""
+    set_params(project / "params.yaml", {"backend": backend, "reproducible": reproducible})
+    setting = dict(setting)
+    threads = setting.pop("threads", None)
+    start = ""
+    if threads and backend == "torch":
+        start = f"import torch; torch.set_num_threads({threads})\n"
+    elif threads:
+        setting.update(OMP_NUM_THREADS=str(threads), FLAGS_paddle_num_threads=str(threads))
+    program = start + "import runpy\nfor stage in ('train', 'evaluate'):\n" \
+                      "    runpy.run_module(f'stages.{stage}', run_name='__main__')\n"
+    env = {**os.environ, **setting, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", program], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    digest = hashlib.sha256()
+    for name in OUTPUTS:
+        digest.update((project / name).read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("backend", ["torch", "paddle"])
+def test_every_cpu_setting_gives_the_committed_bits(prepared, backend):
+    hashes = {str(setting): train_and_evaluate(prepared, backend, setting) for setting in SETTINGS[backend]}
+    assert hashes == {setting: GOLDEN[backend] for setting in hashes}
+
+
+@pytest.mark.parametrize("backend", ["torch", "paddle"])
+def test_unpinned_kernels_change_the_bits(prepared, backend):
+    """Without the pins the same settings give other bits, so the test above can fail."""
+    one, other = (train_and_evaluate(prepared, backend, setting, reproducible=False)
+                  for setting in DIFFERENT_UNPINNED[backend])
+    assert one != other
