@@ -2,8 +2,8 @@
 import collections
 import gzip
 import hashlib
+import io
 import re
-import tarfile
 import zlib
 
 import numpy as np
@@ -24,6 +24,17 @@ LABELS = {"pos": 1, "neg": 0, "unsup": -1}
 FOLDERS = {label: folder for folder, label in LABELS.items()}
 REVIEW_NAME = re.compile(r"aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt")
 FIX = "it is damaged or not the IMDB archive: delete it and download it again"
+
+# Bounds on what one member may make us hold: IMDB's longest review is about 14 KB, its longest path
+# 40 bytes. Anything larger is refused by name before it is read.
+MAX_REVIEW_BYTES = 1 << 20
+MAX_HEADER_BYTES = 1 << 16  # a GNU long name or a pax header
+BLOCK = 512
+# tar type flags (POSIX ustar, GNU, pax) and what they are to us.
+REGULAR, DIRECTORY = (b"0", b"\0", b"7"), b"5"
+LONG_NAME, LONG_LINK, PAX, PAX_GLOBAL = b"L", b"K", b"x", b"g"
+UNSAFE_TYPES = {b"1": "a link", b"2": "a link", b"3": "a device or fifo", b"4": "a device or fifo",
+                b"6": "a device or fifo", b"S": "a sparse file"}
 
 
 def iter_reviews(path, include_unsup=False):
@@ -75,34 +86,154 @@ def _read_reviews(path, include_unsup):
     """Yield (member name, bytes, Review); raise PipelineError for anything unsafe, damaged or invalid."""
     seen = set()
     try:
-        # gzip (not tarfile's own stream) checks the CRC and length, so damage can't pass unnoticed.
-        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
+        # gzip checks the CRC and length, so damage can't pass unnoticed; the buffer makes 512-byte reads cheap.
+        with gzip.open(path, "rb") as compressed, io.BufferedReader(compressed, 1 << 20) as stream:
+            for member in _tar_members(stream):
                 _check_safe(path, member, seen)
                 fields = _review_fields(member, include_unsup)
                 if fields:
-                    data = tar.extractfile(member).read()
+                    if member.size > MAX_REVIEW_BYTES:
+                        raise PipelineError(f"{path}: member {_quote(member.name)} holds {member.size:,} bytes, "
+                                            f"more than any review (at most {MAX_REVIEW_BYTES:,}): {FIX}")
+                    data = member.read()
                     yield member.name, data, Review(*fields, _decode(path, member.name, data))
             # The tar ends before the gzip stream does: read the rest so a cut-off trailer is caught too.
             while stream.read(1 << 20):
                 pass
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+    except (_NotTar, EOFError, zlib.error, OSError) as error:
         raise PipelineError(f"cannot read {path} as a .tar.gz archive ({error}): {FIX}") from None
+
+
+class _NotTar(Exception):
+    """The stream is not a well-formed tar archive."""
+
+
+class _Member:
+    """One tar member: name, type flag, size, link target; `read()` returns its bytes (once)."""
+
+    def __init__(self, stream, name, type, size, linkname):
+        self.stream, self.name, self.type, self.size, self.linkname = stream, name, type, size, linkname
+        self.unread = size
+
+    def isfile(self):
+        return self.type in REGULAR
+
+    def read(self):
+        data = _read_exact(self.stream, self.size)
+        self.unread = 0
+        return data
+
+
+def _tar_members(stream):
+    """Yield a _Member per file or folder of an uncompressed tar stream, GNU long names and pax paths
+    applied. A lean reader in place of `tarfile`: it holds at most one header's worth of metadata
+    (tarfile reads a long-name or pax header whole, however large it claims to be) and is about
+    twice as fast on IMDB's 100,000 members."""
+    extended, count = {}, 0
+    while True:
+        header = stream.read(BLOCK)
+        if not header or header == bytes(BLOCK):  # end of archive (an end block, or the end of the data)
+            if not count:
+                raise _NotTar("no members: an empty or a non-tar file")
+            return
+        if len(header) < BLOCK:
+            raise _NotTar("the data ends inside a member header")
+        _check_header(header)
+        count += 1
+        type, size = header[156:157], _number(header[124:136])
+        padded = -size % BLOCK
+        if type in (LONG_NAME, LONG_LINK, PAX, PAX_GLOBAL):
+            if size > MAX_HEADER_BYTES:
+                raise _NotTar(f"an extended header of {size:,} bytes")
+            data = _read_exact(stream, size)
+            _skip(stream, padded)
+            if type == LONG_NAME:
+                extended["path"] = _text(data)
+            elif type == LONG_LINK:
+                extended["linkpath"] = _text(data)
+            elif type == PAX:
+                extended.update(_pax_records(data))
+            continue
+        name = _text(header[:100])
+        if header[257:263] == b"ustar\0" and header[345:500].strip(b"\0"):
+            name = _text(header[345:500]) + "/" + name
+        member = _Member(stream, extended.pop("path", name).rstrip("/") or name,
+                         type, int(extended.pop("size", size)), extended.pop("linkpath", _text(header[157:257])))
+        extended.clear()
+        yield member
+        _skip(stream, member.unread + (-member.size % BLOCK))
+
+
+def _check_header(header):
+    stored = _number(header[148:156])
+    unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
+    signed = unsigned - 2 * sum(b for b in header[:148] + header[156:] if b > 127)
+    if stored not in (unsigned, signed):
+        raise _NotTar("a member header with a bad checksum: not a tar archive, or a damaged one")
+
+
+def _number(field):
+    """A numeric header field: octal text, or GNU's base-256 for large values."""
+    if field[:1] in (b"\x80", b"\xff"):
+        value = int.from_bytes(field[1:], "big")
+        return value - 256 ** (len(field) - 1) if field[:1] == b"\xff" else value
+    try:
+        return int(field.strip(b" \0") or b"0", 8)
+    except ValueError:
+        raise _NotTar(f"a header field {field[:20]!r} that is not a number") from None
+
+
+def _pax_records(data):
+    """{key: value} of a pax extended header ("<length> <key>=<value>\\n" records)."""
+    records, at = {}, 0
+    while at < len(data) and data[at:at + 1] != b"\0":
+        length, _, rest = data[at:at + 20].partition(b" ")
+        if not length.isdigit() or int(length) < len(length) + 2:
+            raise _NotTar("a malformed pax header")
+        key, _, value = data[at + len(length) + 1:at + int(length) - 1].partition(b"=")
+        records[_text(key)] = _text(value)
+        at += int(length)
+    return records
+
+
+def _text(data):
+    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _read_exact(stream, size):
+    data = stream.read(size)
+    if len(data) != size:
+        raise _NotTar(f"the data ends inside a member ({len(data):,} of {size:,} bytes)")
+    return data
+
+
+def _skip(stream, size):
+    while size > 0:
+        got = len(stream.read(min(size, 1 << 20)))
+        if not got:
+            raise _NotTar("the data ends inside a member")
+        size -= got
+
+
+def _quote(value, limit=200):
+    """repr() of a value from outside, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 def _check_safe(path, member, seen):
     if member.name.startswith("/") or ".." in member.name.split("/"):
         problem = "an absolute path or a '..' component"
-    elif member.issym() or member.islnk():
-        problem = f"a link to {member.linkname!r}"
-    elif member.isdev():
-        problem = "a device or fifo"
+    elif member.type in UNSAFE_TYPES:
+        problem = UNSAFE_TYPES[member.type] + (f" to {_quote(member.linkname)}" if member.linkname else "")
+    elif not (member.isfile() or member.type == DIRECTORY):
+        problem = f"an unknown member type {_quote(member.type)}"
     elif member.name in seen:
         problem = "a second copy of a member, which would replace the first"
     else:
         seen.add(member.name)
         return
-    raise PipelineError(f"{path}: unsafe member {member.name!r} ({problem}) refused: {FIX}")
+    raise PipelineError(f"{path}: unsafe member {_quote(member.name)} ({problem}) refused: {FIX}")
 
 
 def _review_fields(member, include_unsup):

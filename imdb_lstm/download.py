@@ -1,5 +1,4 @@
 """Get a verified IMDB archive: from the download cache when it holds one, else from data.url."""
-import hashlib
 import http.client
 import os
 import shutil
@@ -14,7 +13,7 @@ from tqdm import tqdm
 
 from imdb_lstm import archive
 from imdb_lstm.errors import PipelineError
-from imdb_lstm.files import atomic_path
+from imdb_lstm.files import atomic_path, sha256_file
 
 # aclImdb_v1.tar.gz as ai.stanford.edu serves it: 84,125,825 bytes.
 OFFICIAL_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -48,11 +47,6 @@ def fetch(url, sha256, out):
     with atomic_path(out) as tmp:
         shutil.copyfile(cached, tmp)
     print(f"fetch: {summary}")
-
-
-def sha256_file(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _file_name(url):

@@ -1,6 +1,8 @@
 """Atomic writes: an output exists complete, or not at all."""
 import contextlib
+import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -9,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from imdb_lstm.errors import PipelineError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
@@ -26,9 +31,21 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def write_json(path, data):
+    """Strict JSON: a NaN or infinity, which strict parsers reject and which no metric should be, is refused."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except ValueError:
+        bad = sorted(key for key, value in data.items() if isinstance(value, float) and not math.isfinite(value))
+        raise PipelineError(f"{path}: {', '.join(bad) or 'a value'} is not a finite number; nothing was "
+                            "written (the model learned nothing usable: check the params)") from None
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)
 
 
 def write_csv(path, header, rows):
@@ -53,6 +70,7 @@ def atomic_dir(path):
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -61,3 +79,13 @@ def atomic_dir(path):
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_leftovers(path):
+    """Remove the temporary siblings of `path` that a killed run (kill -9, power cut) left behind.
+    Safe: one stage at a time writes in a checkout (imdb_lstm.errors.run_stage holds the lock)."""
+    for leftover in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)

@@ -5,16 +5,22 @@ Saved as two files in one folder: model.json (architecture, backend) and weights
 (tlx's `npz` layout, members "0", "1", ... in `all_weights` order, which loads on either backend).
 """
 import json
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from imdb_lstm import backend
-from imdb_lstm.errors import PipelineError
+from imdb_lstm.errors import PipelineError, quote
 from imdb_lstm.files import write_npz
+from imdb_lstm.params import SCHEMA, check
 from imdb_lstm.text import PAD, lengths, trim_padding
 
 tlx = backend.tlx()
+# model.json: the architecture, checked as params.yaml's `model:` is, plus the vocabulary size.
+MODEL_FILE_SCHEMA = {"vocab_size": (int, lambda v: 3 <= v <= 1_000_002, "an integer from 3 to 1000002"),
+                     **SCHEMA["model"]}
 
 
 class SentimentLSTM(tlx.nn.Module):
@@ -70,32 +76,95 @@ def start_from_vectors(net, vectors):
     tlx.files.assign_weights([vectors], net.embedding)
 
 
-def save(net, folder):
-    """Write model.json and weights.npz into `folder` (which the caller makes atomic)."""
+def parameter_count(config):
+    """How many numbers a SentimentLSTM of `config` holds, without building one: a model file is checked
+    against it before any weight is allocated (tests/test_backends.py compares it with real models)."""
+    e, h, layers = config["embedding_dim"], config["hidden_size"], config["num_layers"]
+    directions = 2 if config["bidirectional"] else 1
+    lstm = sum(directions * 4 * h * ((e if layer == 0 else h * directions) + h + 2) for layer in range(layers))
+    features = h * directions * (2 if config["pooling"] == "masked_mean_max" else 1)
+    return config["vocab_size"] * e + lstm + (features + 1) * h + (h + 1) * 2
+
+
+def save_model(net, folder, vocabulary):
+    """Write model.json and weights.npz into `folder` (which the caller makes atomic). `vocabulary` is
+    the sha256 of the vocab.json the model was trained with, which predict checks."""
     folder = Path(folder)
-    info = {**net.config, "trained_on": backend.version()}
+    info = {**net.config, "trained_on": backend.version(), "vocabulary": vocabulary}
     (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     write_npz(folder / "weights.npz", [tlx.convert_to_numpy(w) for w in net.all_weights])
 
 
-def load(folder):
-    """The trained model in `folder`, in eval mode, on whichever backend is loaded."""
+def load_model(folder):
+    """The trained model in `folder`, in eval mode, on whichever backend is loaded; its `vocabulary`
+    attribute is the sha256 of the vocab.json it was trained with. A damaged, foreign or absurd model
+    folder is refused before anything is allocated for it."""
     folder = Path(folder)
-    try:
-        info = json.loads((folder / "model.json").read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"no trained model in {folder}: run `dvc repro train` first") from None
-    info.pop("trained_on")
-    net = SentimentLSTM(**info)
-    # tlx's own npz loader unpickles (allow_pickle=True); these arrays are read without it.
-    with np.load(folder / "weights.npz", allow_pickle=False) as saved:
-        weights = [saved[str(i)] for i in range(len(saved.files))]
-    expected = [tuple(w.shape) for w in net.all_weights]
-    if [w.shape for w in weights] != expected:
+    info = _read_model_json(folder / "model.json")
+    vocabulary = info.pop("vocabulary", None)
+    info.pop("trained_on", None)
+    shapes = _weight_shapes(folder / "weights.npz")
+    if sum(math.prod(shape) for shape in shapes) != parameter_count(info):
         raise PipelineError(f"{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`")
+    net = SentimentLSTM(**info)
+    if shapes != [tuple(w.shape) for w in net.all_weights]:
+        raise PipelineError(f"{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`")
+    # tlx's own npz loader unpickles (allow_pickle=True); these arrays are read without it.
+    try:
+        with np.load(folder / "weights.npz", allow_pickle=False) as saved:
+            weights = [saved[str(i)] for i in range(len(shapes))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise PipelineError(f"{folder}/weights.npz is damaged ({quote(str(error), repr_=False)}): "
+                            "retrain with `dvc repro train`") from None
+    if not all(np.isfinite(w).all() for w in weights):
+        raise PipelineError(f"{folder}/weights.npz holds NaN or infinite weights: retrain with `dvc repro train`")
     tlx.files.assign_weights(weights, net)
     net.set_eval()
+    net.vocabulary = vocabulary
     return net
+
+
+def _read_model_json(path):
+    try:
+        info = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise PipelineError(f"no trained model in {path.parent}: run `dvc repro train` first") from None
+    except (OSError, ValueError) as error:  # ValueError: not JSON, not UTF-8
+        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): retrain with "
+                            "`dvc repro train`") from None
+    if not isinstance(info, dict):
+        raise PipelineError(f"{path} is damaged (not a JSON object): retrain with `dvc repro train`")
+    extra = sorted(set(info) - set(MODEL_FILE_SCHEMA) - {"trained_on", "vocabulary"}, key=str)
+    if extra:
+        raise PipelineError(f"{path}: unknown key {quote(extra[0])}: it was not written by this project's "
+                            "train stage; retrain with `dvc repro train`")
+    check({key: value for key, value in info.items() if key in MODEL_FILE_SCHEMA}, MODEL_FILE_SCHEMA, path)
+    return info
+
+
+def _weight_shapes(path):
+    """The shapes of the arrays "0", "1", ... in a weights.npz, read from their headers only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if sorted(names) != sorted(f"{i}.npy" for i in range(len(names))):
+                raise ValueError(f"members {quote(names[:5])} are not 0.npy, 1.npy, ...")
+            shapes = []
+            for i in range(len(names)):
+                with archive.open(f"{i}.npy") as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                    if dtype != np.float32:
+                        raise ValueError(f"array {i} is {dtype}, not float32")
+                    shapes.append(tuple(shape))
+            return shapes
+    except FileNotFoundError:
+        raise PipelineError(f"no weights.npz in {path.parent}: retrain with `dvc repro train`") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): retrain with "
+                            "`dvc repro train`") from None
 
 
 def predict_logits(net, ids, batch_size=500):
@@ -111,6 +180,9 @@ def predict_logits(net, ids, batch_size=500):
                    for start in range(0, len(group), batch_size)]
     else:
         batches = [np.arange(start, min(start + batch_size, len(ids))) for start in range(0, len(ids), batch_size)]
+    if len(ids) and ids.max() >= net.config["vocab_size"]:
+        raise PipelineError(f"word ids reach {ids.max()}, but the model knows {net.config['vocab_size']} words: "
+                            "the prepared data changed since training; run `dvc repro`")
     logits = np.empty((len(ids), 2))
     with backend.no_grad():
         for batch in batches:

@@ -1,11 +1,13 @@
-"""Load params.yaml and check every key before any heavy work."""
+"""Load params.yaml and check every key, and the rules across keys, before any heavy work."""
 import difflib
 import re
 from pathlib import Path
 
 import yaml
 
-from imdb_lstm.errors import PipelineError
+from imdb_lstm.errors import PipelineError, quote
+
+MAX_BYTES = 1 << 16  # the project's params.yaml is about 2 KB
 
 BACKENDS = ("torch", "paddle")
 POOLINGS = ("mean", "masked_mean", "max", "masked_mean_max", "last")  # see imdb_lstm/model.py
@@ -57,17 +59,55 @@ SCHEMA = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, read as DVC reads params.yaml (YAML 1.2 numbers: `1e-3` is a float, not the
+    string PyYAML 1.1 makes of it), and without aliases, which let a few hundred bytes stand for gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(None, None, "aliases (*name) are not accepted here",
+                                                    event.start_mark)
+        return super().compose_node(parent, index)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def load_params(path="params.yaml"):
-    """Return params.yaml as a dict, or raise PipelineError naming the first bad key."""
+    """Return params.yaml as a dict, or raise PipelineError naming the first bad key or rule."""
     path = Path(path)
     try:
-        params = yaml.safe_load(path.read_text())
+        with open(path, "rb") as f:
+            text = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise PipelineError(f"{path} not found: run the stage from the repository root") from None
+    except OSError as error:
+        raise PipelineError(f"cannot read {path}: {error.strerror}") from None
+    if len(text) > MAX_BYTES:
+        raise PipelineError(f"{path} is over {MAX_BYTES // 1024} KB: it is not this project's params file")
+    try:
+        params = yaml.load(text.decode("utf-8"), Loader=_Loader)
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
-        raise PipelineError(f"{path} is not valid YAML: {error}") from None
+        raise PipelineError(f"{path} is not valid YAML: {quote(str(error), 400, repr_=False)}") from None
     check(params, SCHEMA, path)
+    check_rules(params, path)
     return params
+
+
+def check_rules(params, path):
+    """The rules that join two keys."""
+    data, model = params["data"], params["model"]
+    if model["pooling"] == "last" and data["pad"] != "pre":
+        raise PipelineError(f"{path}: 'model.pooling' last reads the LSTM's last step, which 'data.pad' post "
+                            "fills with padding: set data.pad to pre, or choose another pooling")
+    if model["embedding_dim"] >= data["vocab_size"]:  # pretrain factorises a vocabulary-wide matrix to this width
+        raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} must be below "
+                            f"'data.vocab_size' ({data['vocab_size']}): raise the vocabulary or narrow the embedding")
 
 
 def check(values, schema, path, prefix=""):
@@ -75,9 +115,10 @@ def check(values, schema, path, prefix=""):
         raise PipelineError(f"{path}: {prefix.rstrip('.') or 'the file'} must be a mapping of keys to values")
     for key in values:
         if key not in schema:
-            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            name = quote(f"{prefix}{key}", repr_=False)
+            close = difflib.get_close_matches(str(key)[:200], list(schema), n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise PipelineError(f"{path}: unknown key '{prefix}{key}'{hint} (allowed: {', '.join(schema)})")
+            raise PipelineError(f"{path}: unknown key '{name}'{hint} (allowed: {', '.join(schema)})")
     for key, rule in schema.items():
         name = prefix + key
         if key not in values:
@@ -90,4 +131,4 @@ def check(values, schema, path, prefix=""):
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = values[key] = float(value)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool) or not ok(value):
-            raise PipelineError(f"{path}: '{name}' is {value!r}; it must be {allowed}")
+            raise PipelineError(f"{path}: '{name}' is {quote(value)}; it must be {allowed}")

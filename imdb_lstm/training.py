@@ -61,11 +61,19 @@ def make_step(tlx, net, loss_fn, weights, lr, frozen):
     return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr), trained)
 
 
+MIN_HELD_OUT = 100  # reviews on either side of the validation split: fewer make early stopping noise
+
+
 def hold_out(ids, labels, fraction, seed):
     """(train ids, train labels, (validation ids, labels) or None): a seeded split of the training set."""
     if not fraction:
         return ids, labels, None
+    held_count = round(len(ids) * fraction)
+    if min(held_count, len(ids) - held_count) < MIN_HELD_OUT:
+        raise PipelineError(f"validation {fraction} holds out {held_count} of {len(ids)} training reviews; "
+                            f"early stopping needs at least {MIN_HELD_OUT} on each side: raise or lower "
+                            "`validation`, or set it to 0")
     order = np.random.default_rng([seed, 1]).permutation(len(ids))  # its own stream: shuffling is unchanged
-    held = order[:round(len(ids) * fraction)]
-    kept = np.sort(order[len(held):])
+    held = order[:held_count]
+    kept = np.sort(order[held_count:])
     return ids[kept], labels[kept], (ids[held], labels[held])

@@ -22,10 +22,10 @@ ROC_POINTS = 200  # enough for a smooth curve in `dvc plots`, small enough to co
 def main():
     params = load_params()
     backend.load(params["backend"], params["device"], params["reproducible"])
-    from imdb_lstm.model import load, predict_logits
+    from imdb_lstm.model import load_model, predict_logits
 
     start = time.perf_counter()
-    net = load(MODEL)
+    net = load_model(MODEL)
     ids, labels = np.load(DATA / "test_ids.npy"), np.load(DATA / "test_labels.npy")
     metrics, predicted, (fpr, tpr, thresholds) = classification_metrics(labels, predict_logits(net, ids))
     metrics["backend"] = backend.version()

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from imdb_lstm import backend
 from imdb_lstm.errors import run_stage
-from imdb_lstm.files import atomic_dir, write_csv, write_json
+from imdb_lstm.files import atomic_dir, sha256_file, write_csv, write_json
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 from imdb_lstm.text import lengths
@@ -30,11 +30,11 @@ PRETRAINED = Path("data/pretrained")
 
 def main():
     params = load_params()
-    tlx = backend.load(params["backend"], params["device"], params["reproducible"])
-    from imdb_lstm.model import SentimentLSTM, predict_logits, save, start_from_vectors
-
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
     ids, labels, held_out = hold_out(ids, labels, params["validation"], params["seed"])
+    tlx = backend.load(params["backend"], params["device"], params["reproducible"])
+    from imdb_lstm.model import SentimentLSTM, predict_logits, save_model, start_from_vectors
+
     vocab_size = len(json.loads((DATA / "vocab.json").read_text())["words"])
     backend.seed(params["seed"])
     net = SentimentLSTM(vocab_size, **params["model"])
@@ -75,7 +75,7 @@ def main():
         tlx.files.assign_weights(best.pop("weights"), net)
 
     with atomic_dir(MODEL) as tmp:
-        save(net, tmp)
+        save_model(net, tmp, vocabulary=sha256_file(DATA / "vocab.json"))
     header = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if held_out else [])
     write_csv("metrics/train_log.csv", header, log)
     write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),

@@ -4,7 +4,7 @@ import io
 import random
 import tarfile
 
-from imdb_lstm.download import sha256_file
+from imdb_lstm.files import sha256_file
 
 MTIME = 1306886400  # the official archive's member time (June 2011)
 POSITIVE = "wonderful brilliant superb moving delightful excellent charming gripping beautiful touching".split()

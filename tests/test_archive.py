@@ -1,9 +1,12 @@
 """Streaming reads of the IMDB archive: reviews, fingerprint, and refusal of unsafe or damaged files."""
 import gzip
+import subprocess
+import sys
 import tarfile
 
 import pytest
 
+from conftest import ROOT
 from imdb_fixture import make_archive, member_info, write_archive
 from imdb_lstm.archive import Review, fingerprint, iter_reviews
 from imdb_lstm.errors import PipelineError
@@ -130,3 +133,54 @@ def test_damaged_archive_is_refused(tiny, how):
 def test_missing_archive_is_reported(tmp_path):
     with pytest.raises(PipelineError, match="No such file"):
         list(iter_reviews(tmp_path / "missing.tar.gz"))
+
+
+def hostile_archive(path, kind):
+    """The tiny archive plus one member whose header claims far more than any review: the raw tar
+    bytes are written by hand where tarfile itself would refuse to (or could not) write them."""
+    tail = {
+        # GNU sparse member claiming 2 GB: tarfile expands it while reading
+        "sparse": _header("aclImdb/train/pos/990_9.txt", b"S", 2 << 30),
+        # a review of 256 MB (of spaces: the archive stays small)
+        "huge review": _header("aclImdb/train/pos/991_9.txt", b"0", 256 << 20),
+        # GNU long name and pax headers claiming 1 GB: tarfile reads them whole
+        "long name": _header("././@LongLink", b"L", 1 << 30) + b"a" * 4096,
+        "pax": _header("./PaxHeaders/x", b"x", 1 << 30) + b"9 a=bcd\n" * 512,
+    }[kind]
+    make_archive(path, n_per_class=2, n_unsup=1)
+    plain = gzip.decompress(path.read_bytes())
+    end = len(plain.rstrip(b"\0"))
+    end += -end % 512
+    with gzip.GzipFile(path, "wb", mtime=0) as out:
+        out.write(plain[:end] + tail)
+        if kind == "huge review":
+            for _ in range(256):
+                out.write(b" " * (1 << 20))
+        out.write(bytes(1024))
+    return path
+
+
+def _header(name, type, size):
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.type = 0, 0, tarfile.REGTYPE
+    header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    header[124:136] = f"{size:011o}\0".encode()
+    header[156:157] = type
+    header[148:156] = b" " * 8
+    header[148:156] = f"{sum(header):06o}\0 ".encode()
+    return bytes(header)
+
+
+@pytest.mark.parametrize("kind, message", [("sparse", "a sparse file"), ("huge review", "more than any review"),
+                                           ("long name", "extended header of 1,073,741,824 bytes"),
+                                           ("pax", "extended header of 1,073,741,824 bytes")])
+def test_members_larger_than_any_review_are_refused_in_bounded_memory(tmp_path, kind, message):
+    path = hostile_archive(tmp_path / "hostile.tar.gz", kind)
+    program = ("import resource, sys\nfrom imdb_lstm.archive import fingerprint\nfrom imdb_lstm.errors import "
+               "PipelineError\ntry:\n    fingerprint(sys.argv[1])\nexcept PipelineError as error:\n    print(error)\n"
+               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    error, peak_mb = done.stdout.splitlines()
+    assert message in error and str(path) in error, done.stdout + done.stderr
+    assert int(peak_mb) < 200

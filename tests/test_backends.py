@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 TRAIN_AND_SAVE = """
-from imdb_lstm.model import SentimentLSTM, predict_logits, save
+from imdb_lstm.model import SentimentLSTM, predict_logits, save_model
 backend.seed(0)
 rng = np.random.default_rng(0)
 ids = rng.integers(2, 50, (64, 12))
@@ -15,14 +15,14 @@ net.set_train()
 for _ in range(40):
     step(tlx.convert_to_tensor(ids), tlx.convert_to_tensor(labels.astype(np.int64)))
 net.set_eval()
-save(net, FOLDER)
+save_model(net, FOLDER, vocabulary=None)
 np.save(FOLDER / "ids.npy", ids)
 np.save(FOLDER / "logits.npy", predict_logits(net, ids))
 """
 
 LOAD_AND_PREDICT = """
-from imdb_lstm.model import load, predict_logits
-np.save(FOLDER / "logits_reloaded.npy", predict_logits(load(FOLDER), np.load(FOLDER / "ids.npy")))
+from imdb_lstm.model import load_model, predict_logits
+np.save(FOLDER / "logits_reloaded.npy", predict_logits(load_model(FOLDER), np.load(FOLDER / "ids.npy")))
 """
 
 

@@ -85,3 +85,52 @@ def test_a_file_that_is_not_a_mapping_or_not_yaml_is_refused(tmp_path):
         load_params(path)
     with pytest.raises(PipelineError, match="not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("5E-4", 0.0005), ("1.5e-3", 0.0015), ("0.002", 0.002)])
+def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
+    path = write(tmp_path, DEFAULTS)
+    path.write_text(path.read_text().replace("lr: 0.001", f"lr: {text}"))
+    assert load_params(path)["lr"] == value
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"model.pooling": "last", "data.pad": "post"}, "'model.pooling' last reads the LSTM's last step"),
+    ({"model.embedding_dim": 64, "data.vocab_size": 64}, "'model.embedding_dim' 64 must be below 'data.vocab_size'"),
+])
+def test_rules_across_keys_are_checked(tmp_path, changes, expected):
+    params = DEFAULTS
+    for key, value in changes.items():
+        params = with_change_of(params, key, value)
+    with pytest.raises(PipelineError, match=expected):
+        load_params(write(tmp_path, params))
+
+
+def with_change_of(params, key, value):
+    params = yaml.safe_load(yaml.safe_dump(params))
+    *sections, last = key.split(".")
+    target = params
+    for section in sections:
+        target = target[section]
+    target[last] = value
+    return params
+
+
+def test_messages_quote_at_most_200_characters_of_a_value(tmp_path):
+    error = pytest.raises(PipelineError, load_params, write(tmp_path, with_change("backend", "x" * 50_000))).value
+    assert len(str(error)) < 500 and "'xxx" in str(error) and "..." in str(error)
+    nested = write(tmp_path, with_change("lr", [[[[[[list(range(1000))]]]]]]))
+    assert len(str(pytest.raises(PipelineError, load_params, nested).value)) < 500
+
+
+def test_alias_bombs_and_huge_files_are_refused_before_they_cost_memory(tmp_path):
+    path = tmp_path / "params.yaml"
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    path.write_text(bomb + "lr: *i\n")
+    with pytest.raises(PipelineError, match="aliases"):
+        load_params(path)
+    path.write_text("# padding\n" * 10_000)
+    with pytest.raises(PipelineError, match="over 64 KB"):
+        load_params(path)

@@ -53,7 +53,7 @@ def prepared(tmp_path_factory):
     project = folder / "project"
     project.mkdir()
     copy_project(project)
-    set_params(project / "params.yaml", {"epochs": 2, "data": {"sha256": sha256, "vocab_size": 50}})
+    set_params(project / "params.yaml", {"epochs": 2, "data": {"sha256": sha256, "vocab_size": 100}})
     for stage in ("fetch", "prepare"):
         subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, check=True, capture_output=True,
                        env={**os.environ, "IMDB_CACHE_DIR": str(cache)})

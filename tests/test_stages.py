@@ -92,7 +92,7 @@ def test_a_loss_that_becomes_nan_stops_training_with_a_clear_error(repo):
 
 
 def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
-    set_params(repo.path / "params.yaml", {"validation": 0.2, "patience": 2, "epochs": 25})
+    set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25})
     repo.run("dvc", "repro", "train")
     train = repo.json("metrics/train.json")
     header, *rows = [line.split(",") for line in (repo.path / "metrics/train_log.csv").read_text().splitlines()]
@@ -191,6 +191,63 @@ def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epoch
     assert log[:3] == frozen_log
     assert float(log[-1].split(",")[1]) < 0.5, "the model learned"
 
-    set_params(repo.path / "params.yaml", {"validation": 0.2, "patience": 10})  # early stopping's copy of the
+    set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 10})  # early stopping's copy of the
     repo.run("dvc", "repro", "train")                                           # best weights, beside the thaw
     assert repo.json("metrics/train.json")["epochs_run"] == 6
+
+
+def test_a_validation_split_too_small_for_early_stopping_is_refused(repo):
+    repo.run("dvc", "repro", "prepare")
+    set_params(repo.path / "params.yaml", {"validation": 0.001})
+    result = repo.run("python", "-m", "stages.train", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: validation 0.001 holds out 0 of 200 training reviews" in result.stderr
+    set_params(repo.path / "params.yaml", {"validation": 0.0})
+
+
+def test_leftovers_of_a_killed_run_are_removed_by_the_next_run_and_ignored_by_git(repo):
+    repo.run("dvc", "repro", "prepare")
+    stale = [repo.path / "data/.model.k9x2.tmp", repo.path / "metrics/.train.json.k9x2.tmp"]
+    stale[0].mkdir(parents=True)
+    (stale[0] / "weights.npz").write_bytes(b"half")
+    stale[1].parent.mkdir(exist_ok=True)
+    stale[1].write_text("{")
+    assert repo.run("git", "status", "--porcelain", "--untracked-files=all").stdout.count(".tmp") == 0
+    set_params(repo.path / "params.yaml", {"epochs": 1})
+    run_stage(repo, "train").check_returncode()
+    assert not any(path.exists() for path in stale)
+
+
+def test_a_second_stage_in_the_same_checkout_is_refused_while_one_runs(repo):
+    repo.run("dvc", "repro", "prepare")
+    set_params(repo.path / "params.yaml", {"epochs": 1000})
+    train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "epoch 1/" not in seen:
+        seen += train.stderr.read(1) or pytest.fail(f"train ended early:\n{seen}")
+    try:
+        second = run_stage(repo, "prepare")
+    finally:
+        train.send_signal(signal.SIGINT)
+        train.wait(timeout=60)
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"error: another stage of this checkout is running (pid {train.pid}: " in second.stderr
+    assert "stages/train.py" in second.stderr
+
+
+def unshare_works():
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not unshare_works(), reason="needs a private mount namespace (unshare -m) for a tiny disk")
+def test_a_full_disk_is_one_error_line_and_leaves_nothing_half_written(repo):
+    repo.run("dvc", "repro", "prepare")
+    set_params(repo.path / "params.yaml", {"epochs": 1})
+    (repo.path / "metrics").mkdir(exist_ok=True)  # metrics/ on a one-page disk: train_log.csv fits, train.json not
+    full = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs metrics && "
+                           f"exec {sys.executable} -m stages.train"], cwd=repo.path, env=repo.env,
+                          capture_output=True, text=True, timeout=600)
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    assert "error: No space left on device" in full.stderr and "free some disk space" in full.stderr
