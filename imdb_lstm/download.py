@@ -40,6 +40,9 @@ def cache_dir():
 def fetch(url, sha256, out):
     """Copy the archive that `sha256` names to `out`: the cached copy if any, else download it into the cache."""
     cached = cache_dir() / _file_name(url)
+    if cached.exists() and not cached.is_file():  # a folder, a fifo (which would block a read forever), a device
+        raise PipelineError(f"{cached} is in the download cache but is not a regular file: move it away, or set "
+                            "IMDB_CACHE_DIR to a folder that holds the archive")
     if cached.exists():
         summary = f"using verified local copy {cached} ({_check_cached(cached, sha256)})"
     else:
@@ -116,9 +119,23 @@ def _download(url, dest):
         f"put {_file_name(url)} in {cache_dir()} or set IMDB_CACHE_DIR to the folder that holds it")
 
 
+class _SameSchemesRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to http(s): urllib would also follow one to ftp://, which data.url refuses."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme
+        if scheme not in ("http", "https"):
+            raise PipelineError(f"{req.full_url} redirects to a {scheme}:// address, which is not accepted: "
+                                "set data.url in params.yaml to the archive's http(s) address")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_opener = urllib.request.build_opener(_SameSchemesRedirect)
+
+
 def _download_once(url, dest):
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as f:
+        with _opener.open(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as f:
             total = _content_length(response)
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {_file_name(url)}") as bar:
                 while chunk := response.read(CHUNK):

@@ -151,6 +151,26 @@ def test_not_found_is_not_retried(server, tiny, cache, out):
     assert_nothing_left(cache, out)
 
 
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1/aclImdb_v1.tar.gz"])  # urllib refuses file:// itself
+def test_a_redirect_to_a_scheme_data_url_refuses_is_not_followed(server, tiny, cache, out, target):
+    def redirect(handler):
+        handler.send_response(302)
+        handler.send_header("Location", target)
+        handler.end_headers()
+    server.respond = redirect
+    with pytest.raises(PipelineError, match="redirects to a ftp:// address, which is not accepted"):
+        fetch(server.url, sha256_file(tiny), out)
+    assert_nothing_left(cache, out)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_cache_entry_that_is_not_a_regular_file_is_refused(tiny, cache, out, kind):
+    cache.mkdir()
+    (cache / NAME).mkdir() if kind == "folder" else os.mkfifo(cache / NAME)
+    with pytest.raises(PipelineError, match="is in the download cache but is not a regular file"):
+        fetch("https://example.org/" + NAME, sha256_file(tiny), out)
+
+
 def test_missing_file_url(tmp_path, cache, out):
     with pytest.raises(PipelineError, match=r"cannot read file://.*No such file.*data\.url"):
         fetch((tmp_path / NAME).as_uri(), OFFICIAL_SHA256, out)

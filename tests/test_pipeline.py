@@ -1,5 +1,7 @@
 """End to end: the real `dvc repro` in a fresh git repo, on a tiny archive in the real IMDB layout."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,6 +59,30 @@ def test_predict_errors_are_one_clear_line(repo):
     assert empty.returncode == 1 and "error: no review to classify" in empty.stderr
     untrained = repo.run("python", "-m", "imdb_lstm.predict", "--model", "nowhere", "good film", check=False)
     assert untrained.returncode == 1 and "error: no trained model in nowhere" in untrained.stderr
+
+
+def test_predict_refuses_a_vocabulary_the_model_was_not_trained_with(repo, tmp_path):
+    vocab = json.loads((repo.path / "data/prepared/vocab.json").read_text())
+    vocab["words"][2], vocab["words"][3] = vocab["words"][3], vocab["words"][2]  # same size, other ids
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    result = repo.run("python", "-m", "imdb_lstm.predict", "--vocab", str(tmp_path / "vocab.json"), "superb",
+                      check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is not the vocabulary data/model was trained with" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["stdin", "argument"])
+def test_predict_reads_bytes_that_are_not_utf8_under_a_strict_locale(repo, where):
+    review = b"superb and brilliant \xff\xfe caf\xe9"
+    strict = {"PYTHONIOENCODING": "utf-8", "LC_ALL": "C", "PYTHONUTF8": "0"}
+    if where == "stdin":
+        result = subprocess.run([sys.executable, "-m", "imdb_lstm.predict"], input=review, cwd=repo.path,
+                                env={**repo.env, **strict}, capture_output=True, timeout=300)
+    else:
+        result = subprocess.run([sys.executable.encode(), b"-m", b"imdb_lstm.predict", review], cwd=repo.path,
+                                env={**repo.env, **strict}, capture_output=True, timeout=300)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    assert result.stdout.startswith(b"positive ") and "\ufffd".encode() in result.stdout
 
 
 def test_dvc_plots_show_draws_every_plot(repo):
