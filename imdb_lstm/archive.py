@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 from tqdm import tqdm
 
-from imdb_lstm.errors import PipelineError
+from imdb_lstm.errors import PipelineError, quote
 
 Review = collections.namedtuple("Review", "split label id rating text")
 
@@ -24,6 +24,9 @@ LABELS = {"pos": 1, "neg": 0, "unsup": -1}
 FOLDERS = {label: folder for folder, label in LABELS.items()}
 REVIEW_NAME = re.compile(r"aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt")
 FIX = "it is damaged or not the IMDB archive: delete it and download it again"
+# data/raw is what fetch verified against params.yaml, so deleting it would bring the same file back.
+FIX_VERIFIED = ("fetch accepted it for data.url and data.sha256, so params.yaml names a damaged or non-IMDB archive: "
+                "set both to the official archive's")
 
 # Bounds on what one member may make us hold: IMDB's longest review is about 14 KB, its longest path
 # 40 bytes. Anything larger is refused by name before it is read.
@@ -43,8 +46,11 @@ def iter_reviews(path, include_unsup=False):
     Raises PipelineError, naming the archive and the member, for an unsafe member (absolute or `..`
     path, link, device), a review that is empty or not UTF-8, and a damaged or non-gzip file.
     """
-    for _, _, review in _read_reviews(path, include_unsup):
-        yield review
+    try:
+        for _, _, review in _read_reviews(path, include_unsup):
+            yield review
+    except PipelineError as error:
+        raise PipelineError(f"{error}: {FIX_VERIFIED}") from None
 
 
 def sorted_reviews(path, include_unsup=False):
@@ -75,9 +81,12 @@ def fingerprint(path):
     """Return (reviews per folder, sha256 over every review's path and bytes), whatever the member order."""
     counts = dict.fromkeys(IMDB_COUNTS, 0)
     lines = []
-    for name, data, review in _read_reviews(path, include_unsup=True):
-        counts[f"{review.split}/{FOLDERS[review.label]}"] += 1
-        lines.append(f"{name} {hashlib.sha256(data).hexdigest()}\n")
+    try:
+        for name, data, review in _read_reviews(path, include_unsup=True):
+            counts[f"{review.split}/{FOLDERS[review.label]}"] += 1
+            lines.append(f"{name} {hashlib.sha256(data).hexdigest()}\n")
+    except PipelineError as error:
+        raise PipelineError(f"{error}: {FIX}") from None
     digest = hashlib.sha256("".join(sorted(lines)).encode())
     return counts, digest.hexdigest()
 
@@ -93,15 +102,15 @@ def _read_reviews(path, include_unsup):
                 fields = _review_fields(member, include_unsup)
                 if fields:
                     if member.size > MAX_REVIEW_BYTES:
-                        raise PipelineError(f"{path}: member {_quote(member.name)} holds {member.size:,} bytes, "
-                                            f"more than any review (at most {MAX_REVIEW_BYTES:,}): {FIX}")
+                        raise PipelineError(f"{path}: member {quote(member.name)} holds {member.size:,} bytes, "
+                                            f"more than any review (at most {MAX_REVIEW_BYTES:,})")
                     data = member.read()
                     yield member.name, data, Review(*fields, _decode(path, member.name, data))
             # The tar ends before the gzip stream does: read the rest so a cut-off trailer is caught too.
             while stream.read(1 << 20):
                 pass
     except (_NotTar, EOFError, zlib.error, OSError) as error:
-        raise PipelineError(f"cannot read {path} as a .tar.gz archive ({error}): {FIX}") from None
+        raise PipelineError(f"cannot read {path} as a .tar.gz archive ({error})") from None
 
 
 class _NotTar(Exception):
@@ -127,8 +136,7 @@ class _Member:
 def _tar_members(stream):
     """Yield a _Member per file or folder of an uncompressed tar stream, GNU long names and pax paths
     applied. A lean reader in place of `tarfile`: it holds at most one header's worth of metadata
-    (tarfile reads a long-name or pax header whole, however large it claims to be) and is about
-    twice as fast on IMDB's 100,000 members."""
+    (tarfile reads a long-name or pax header whole, however large it claims to be), and faster."""
     extended, count = {}, 0
     while True:
         header = stream.read(BLOCK)
@@ -215,25 +223,19 @@ def _skip(stream, size):
         size -= got
 
 
-def _quote(value, limit=200):
-    """repr() of a value from outside, cut to `limit` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
-
-
 def _check_safe(path, member, seen):
     if member.name.startswith("/") or ".." in member.name.split("/"):
         problem = "an absolute path or a '..' component"
     elif member.type in UNSAFE_TYPES:
-        problem = UNSAFE_TYPES[member.type] + (f" to {_quote(member.linkname)}" if member.linkname else "")
+        problem = UNSAFE_TYPES[member.type] + (f" to {quote(member.linkname)}" if member.linkname else "")
     elif not (member.isfile() or member.type == DIRECTORY):
-        problem = f"an unknown member type {_quote(member.type)}"
+        problem = f"an unknown member type {quote(member.type)}"
     elif member.name in seen:
         problem = "a second copy of a member, which would replace the first"
     else:
         seen.add(member.name)
         return
-    raise PipelineError(f"{path}: unsafe member {_quote(member.name)} ({problem}) refused: {FIX}")
+    raise PipelineError(f"{path}: unsafe member {quote(member.name)} ({problem}) refused")
 
 
 def _review_fields(member, include_unsup):
@@ -251,7 +253,7 @@ def _decode(path, name, data):
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise PipelineError(f"{path}: review {name!r} is not valid UTF-8 ({error}): {FIX}") from None
+        raise PipelineError(f"{path}: review {name!r} is not valid UTF-8 ({error})") from None
     if not text.strip():
-        raise PipelineError(f"{path}: review {name!r} is empty: {FIX}")
+        raise PipelineError(f"{path}: review {name!r} is empty")
     return text

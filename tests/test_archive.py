@@ -98,7 +98,10 @@ def test_unsafe_member_is_refused(tmp_path, info, data, problem):
     make_archive(path, n_per_class=2, n_unsup=1, extra_members=[(info, data)])
     with pytest.raises(PipelineError, match="unsafe member") as error:
         list(iter_reviews(path))
-    assert info.name in str(error.value) and problem in str(error.value) and "download it again" in str(error.value)
+    assert info.name in str(error.value) and problem in str(error.value) and "set both to the official" in str(error.value)
+    with pytest.raises(PipelineError, match="unsafe member") as error:
+        fingerprint(path)  # a copy in the download cache, not yet accepted
+    assert "download it again" in str(error.value)
 
 
 @pytest.mark.parametrize("data, problem", [(b"caf\xe9 \xff", "not valid UTF-8"), (b" \n\t ", "is empty")])
@@ -127,7 +130,7 @@ def test_damaged_archive_is_refused(tiny, how):
     tiny.write_bytes(damaged(tiny, how))
     with pytest.raises(PipelineError, match="cannot read .* as a .tar.gz archive") as error:
         list(iter_reviews(tiny))
-    assert str(tiny) in str(error.value) and "download it again" in str(error.value)
+    assert str(tiny) in str(error.value) and "params.yaml names a damaged or non-IMDB archive" in str(error.value)
 
 
 def test_missing_archive_is_reported(tmp_path):
