@@ -2,7 +2,7 @@
 
 Reads data/prepared/train_*.npy and vocab.json (and data/pretrained/vectors.npy with
 pretrain.use); writes data/model/ (model.json, weights.npz),
-metrics/train.json (final epoch) and metrics/train_log.csv (one row per epoch, for `dvc plots`).
+metrics/train.json (the kept epoch's figures) and metrics/train_log.csv (one row per epoch, for `dvc plots`).
 With `validation` > 0 it holds out that fraction of the training split (never the test split),
 stops once the validation loss has not improved for `patience` epochs, and keeps the best epoch.
 With pretrain.use the embedding starts from the pretrained vectors and stays frozen for the first
@@ -45,6 +45,7 @@ def main():
     loss_fn = CountingLoss(tlx)
     rng = np.random.default_rng(params["seed"])
     trim, review_lengths = params["model"]["trim_padding"], lengths(ids)
+    patience = params["patience"]
     log, best, start = [], None, time.perf_counter()
     net.set_train()
     for epoch in range(1, params["epochs"] + 1):
@@ -68,7 +69,7 @@ def main():
         if best is None or val_loss < best["val_loss"]:
             weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
             best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
-        elif epoch - best["best_epoch"] >= params["patience"]:
+        elif epoch - best["best_epoch"] >= patience:
             break
     seconds = time.perf_counter() - start
     if best:
@@ -78,13 +79,14 @@ def main():
         save_model(net, tmp, vocabulary=sha256_file(DATA / "vocab.json"))
     header = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if held_out else [])
     write_csv("metrics/train_log.csv", header, log)
+    kept = log[best["best_epoch"] - 1] if best else log[-1]  # the epoch whose weights were saved
     write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),
                                       "reproducible": params["reproducible"],
                                       "epochs": params["epochs"], "epochs_run": len(log),
-                                      "loss": log[-1][1], "accuracy": log[-1][2], **(best or {})})
-    print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s, "
-          f"final loss {log[-1][1]:.4f}, train accuracy {log[-1][2]:.4f}"
-          + (f", kept epoch {best['best_epoch']} (validation accuracy {best['val_accuracy']:.4f})" if best else ""))
+                                      "loss": kept[1], "accuracy": kept[2], **(best or {})})
+    print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s; kept epoch "
+          f"{kept[0]}: loss {kept[1]:.4f}, train accuracy {kept[2]:.4f}"
+          + (f", validation accuracy {best['val_accuracy']:.4f}" if best else ""))
 
 
 if __name__ == "__main__":

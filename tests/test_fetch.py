@@ -143,6 +143,21 @@ def test_server_error_is_retried(server, tiny, out, capsys):
     assert "HTTP 503" in capsys.readouterr().err
 
 
+def test_retries_wait_longer_each_time_then_say_how_many_tries_failed(server, tiny, cache, out, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setattr(download, "RETRIES", 3)
+    monkeypatch.setattr(download, "BACKOFF_S", 0.05)
+    waits = []
+    monkeypatch.setattr(download.time, "sleep", waits.append)
+    server.respond = lambda handler: handler.send_error(503)
+    with pytest.raises(PipelineError, match=r"download of .* failed after 4 tries: server error HTTP 503"):
+        fetch(server.url, sha256_file(tiny), out)
+    assert server.requests == 4 and waits == [0.05, 0.1, 0.2]
+    err = capsys.readouterr().err
+    assert "try 2 of 4 in 0.05 s" in err and "try 4 of 4 in 0.2 s" in err
+    assert_nothing_left(cache, out)
+
+
 def test_not_found_is_not_retried(server, tiny, cache, out):
     server.respond = lambda handler: handler.send_error(404)
     with pytest.raises(PipelineError, match=r"HTTP 404 .*the URL is wrong.*data\.url"):

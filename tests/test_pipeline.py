@@ -44,7 +44,7 @@ def test_predict_classifies_new_reviews_with_a_model_from_either_backend(repo, p
     result = repo.run("python", "-m", "imdb_lstm.predict", "--json", "--backend", predict_on, input=reviews)
     predictions = json.loads(result.stdout)
     assert [p["label"] for p in predictions] == ["positive", "negative"]
-    assert all(0.5 <= p["probability"] <= 1 for p in predictions)
+    assert all(p["probability"] > 0.6 for p in predictions), "clear reviews get confident labels"
 
 
 def test_predict_reads_reviews_from_a_file(repo):

@@ -1,0 +1,91 @@
+"""dvc.yaml lists, for every stage, exactly the project code it imports and the params it reads.
+
+Each stage runs for real on the tests' small archive, with load_params wrapped to record every key the
+stage reads, and sys.modules read at the end for the project modules it imported."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from imdb_fixture import make_archive
+from project import TINY, copy_project, set_params
+
+RECORD = """
+import json, runpy, sys
+import imdb_lstm.params as P
+
+reads, sections, loaded = set(), set(), []
+
+class Recorder(dict):
+    def __init__(self, values, prefix):
+        super().__init__(values)
+        self.prefix = prefix
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        if isinstance(value, dict):
+            sections.add(self.prefix + key)
+            return Recorder(value, self.prefix + key + ".")
+        reads.add(self.prefix + key)
+        return value
+
+original = P.load_params
+def load_params(*args, **kwargs):
+    loaded.append(True)
+    return Recorder(original(*args, **kwargs), "")
+P.load_params = load_params
+before = set(sys.modules)
+try:
+    runpy.run_module(sys.argv[1], run_name="__main__")
+finally:
+    modules = {m for m in set(sys.modules) - before if m.split(".")[0] in ("imdb_lstm", "stages") and "." in m}
+    modules |= {sys.argv[1], "imdb_lstm.errors"} | ({"imdb_lstm.params"} if loaded else set())
+    # a section read whole (e.g. passed on with **) counts as read; one read key by key does not
+    whole = {s for s in sections if not any(r.startswith(s + ".") for r in reads)}
+    print(json.dumps({"modules": sorted(modules), "params": sorted(reads | whole)}))
+"""
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """{stage: {"modules": [...], "params": [...]}} from running every stage once, in dvc.yaml's order."""
+    folder = tmp_path_factory.mktemp("dvc_yaml")
+    cache, project = folder / "cache", folder / "project"
+    cache.mkdir()
+    project.mkdir()
+    copy_project(project)
+    sha256 = make_archive(cache / "aclImdb_v1.tar.gz")
+    # every option that makes a stage read more params: validation, pretrained vectors frozen then tuned
+    set_params(project / "params.yaml", {**TINY, "epochs": 2, "data": {**TINY["data"], "sha256": sha256},
+                                         "validation": 0.5, "pretrain": {"use": True, "frozen_epochs": 1}})
+    result = {}
+    for stage, spec in STAGES.items():
+        module = spec["cmd"].split()[-1]
+        done = subprocess.run([sys.executable, "-c", RECORD, module], cwd=project, capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "IMDB_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr[-3000:]
+        result[stage] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_each_stage_lists_the_code_it_imports(recorded, stage):
+    code = sorted(dep for dep in STAGES[stage]["deps"] if dep.endswith(".py"))
+    imported = sorted(module.replace(".", "/") + ".py" for module in recorded[stage]["modules"])
+    assert code == imported
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_each_stage_lists_the_params_it_reads(recorded, stage):
+    listed = sorted(STAGES[stage].get("params", []))
+    read = recorded[stage]["params"]
+    covered = lambda key: any(key == p or key.startswith(p + ".") for p in listed)
+    assert [key for key in read if not covered(key)] == [], "read but not listed in dvc.yaml"
+    assert [p for p in listed if not any(key == p or key.startswith(p + ".") for key in read)] == [], \
+        "listed in dvc.yaml but never read"
