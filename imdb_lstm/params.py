@@ -105,9 +105,11 @@ def check_rules(params, path):
     if model["pooling"] == "last" and data["pad"] != "pre":
         raise PipelineError(f"{path}: 'model.pooling' last reads the LSTM's last step, which 'data.pad' post "
                             "fills with padding: set data.pad to pre, or choose another pooling")
-    if model["embedding_dim"] >= data["vocab_size"]:  # pretrain factorises a vocabulary-wide matrix to this width
-        raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} must be below "
-                            f"'data.vocab_size' ({data['vocab_size']}): raise the vocabulary or narrow the embedding")
+    if params["pretrain"]["use"] and model["embedding_dim"] >= data["vocab_size"]:
+        # pretrain factorises a vocabulary-wide matrix to this width
+        raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} with pretrain.use must be "
+                            f"below 'data.vocab_size' ({data['vocab_size']}): raise the vocabulary or narrow the "
+                            "embedding")
 
 
 def check(values, schema, path, prefix=""):

@@ -6,14 +6,14 @@ id, (ids, model.embedding_dim) float32. The vectors are the truncated SVD of the
 pointwise mutual information (PPMI) within `pretrain.window` words (Levy, Goldberg and Dagan,
 "Improving distributional similarity with lessons learned from word embeddings", TACL 2015):
 no backend, no random draws beyond a seeded SVD, a minute on a CPU.
+With pretrain.use false nothing reads the vectors, so the stage only writes data/pretrained/unused.txt
+(a few tenths of a second): turning `use` on reruns it, and train after it.
 """
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse
-from sklearn.utils.extmath import randomized_svd
 
 from imdb_lstm.archive import sorted_reviews
 from imdb_lstm.errors import PipelineError, run_stage
@@ -34,6 +34,8 @@ def read_texts(path):
 
 def cooccurrences(documents, size, window):
     """Sparse symmetric (size, size) counts of word pairs at most `window` apart, weighted 1/distance."""
+    import scipy.sparse  # here, not at the top: with pretrain.use false the stage never needs it
+
     words = np.concatenate(documents)
     document = np.repeat(np.arange(len(documents), dtype=np.int32), [len(d) for d in documents])
     counts = scipy.sparse.csr_matrix((size, size))
@@ -51,6 +53,8 @@ def cooccurrences(documents, size, window):
 
 def ppmi(counts):
     """max(0, log p(w, c) / (p(w) p_smoothed(c))) for the non-zero pairs, as a sparse matrix."""
+    import scipy.sparse
+
     total = counts.sum()
     word_p = np.asarray(counts.sum(axis=1)).ravel() / total
     context = np.asarray(counts.sum(axis=0)).ravel() ** CONTEXT_SMOOTHING
@@ -63,6 +67,13 @@ def ppmi(counts):
 
 def main():
     params = load_params()
+    if not params["pretrain"]["use"]:
+        with atomic_dir(OUT) as tmp:
+            (tmp / "unused.txt").write_text("pretrain.use is false: no vectors; train starts its embedding at random\n")
+        print("pretrain: skipped (pretrain.use is false)")
+        return
+    from sklearn.utils.extmath import randomized_svd
+
     window, dim = params["pretrain"]["window"], params["model"]["embedding_dim"]
     start = time.perf_counter()
     try:

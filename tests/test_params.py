@@ -108,7 +108,8 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
 
 @pytest.mark.parametrize("changes, expected", [
     ({"model.pooling": "last", "data.pad": "post"}, "'model.pooling' last reads the LSTM's last step"),
-    ({"model.embedding_dim": 64, "data.vocab_size": 64}, "'model.embedding_dim' 64 must be below 'data.vocab_size'"),
+    ({"model.embedding_dim": 64, "data.vocab_size": 64, "pretrain.use": True},
+     "'model.embedding_dim' 64 with pretrain.use must be below 'data.vocab_size'"),
 ])
 def test_rules_across_keys_are_checked(tmp_path, changes, expected):
     params = DEFAULTS

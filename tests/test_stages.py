@@ -147,6 +147,7 @@ def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
     assert sorted(read_texts(archive)) == sorted(r.text for r in reviews if r.split == "train")
     assert len(read_texts(archive)) > sum(r.split == "train" and r.label >= 0 for r in reviews)
 
+    set_params(repo.path / "params.yaml", {"pretrain": {"use": True}})
     repo.run("dvc", "repro", "pretrain")
     words = repo.json("data/prepared/vocab.json")["words"]
     vectors = np.load(repo.path / "data/pretrained/vectors.npy")
@@ -161,11 +162,26 @@ def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
 
 
 def test_pretrain_refuses_an_embedding_wider_than_the_vocabulary(repo):
-    set_params(repo.path / "params.yaml", {"model": {"embedding_dim": 64}})
+    # data.vocab_size 100 allows it, but the tiny archive has fewer than 64 distinct words
+    set_params(repo.path / "params.yaml", {"model": {"embedding_dim": 64}, "data": {"vocab_size": 100},
+                                           "pretrain": {"use": True}})
     result = repo.run("dvc", "repro", "pretrain", check=False)
     assert result.returncode != 0
     assert "model.embedding_dim 64 needs more than 64 words in the vocabulary" in result.stderr
     assert not (repo.path / "data/pretrained").exists()
+
+
+def test_unused_pretraining_costs_nothing_and_turning_it_on_reruns_pretrain_and_train(repo):
+    first = repo.run("dvc", "repro", "train")
+    assert "pretrain: skipped (pretrain.use is false)" in first.stdout
+    assert [p.name for p in (repo.path / "data/pretrained").iterdir()] == ["unused.txt"]
+    repo.commit("random embedding")
+    set_params(repo.path / "params.yaml", {"pretrain": {"window": 3}})  # nothing reads it while use is false
+    assert "Running stage 'train'" not in repo.run("dvc", "repro", "train").stdout
+    set_params(repo.path / "params.yaml", {"pretrain": {"use": True}})
+    switched = repo.run("dvc", "repro", "train").stdout
+    assert "Running stage 'pretrain'" in switched and "Running stage 'train'" in switched
+    assert (repo.path / "data/pretrained/vectors.npy").is_file()
 
 
 def test_train_can_start_its_embedding_from_the_pretrained_vectors(repo):
