@@ -210,7 +210,7 @@ def repro_end_to_end(repeats):
         start = time.perf_counter()
         # --force: the clone's committed metrics match a fresh run, so DVC would skip evaluate.
         stages = {stage: run_timed(["dvc", "repro", "--force", "-s", stage], clone)
-                  for stage in ("fetch", "prepare", "train", "evaluate", "report")}
+                  for stage in ("fetch", "prepare", "pretrain", "train", "evaluate", "baseline", "report")}
         total = time.perf_counter() - start
         noop = statistics.median(run_timed(["dvc", "repro"], clone)[0] for _ in range(repeats))
         return total, stages, noop

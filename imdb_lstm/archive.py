@@ -7,9 +7,9 @@ import re
 import zlib
 
 import numpy as np
-from tqdm import tqdm
 
 from imdb_lstm.errors import PipelineError, quote
+from imdb_lstm.progress import bar
 
 Review = collections.namedtuple("Review", "split label id rating text")
 
@@ -57,7 +57,8 @@ def sorted_reviews(path, include_unsup=False):
     """{"train": [...], "test": [...]}: each split's (label, id, text) triples sorted by label and id,
     whatever the archive's order (with `include_unsup`, train's unlabelled reviews come first, label -1)."""
     splits = {"train": [], "test": []}
-    for review in tqdm(iter_reviews(path, include_unsup), desc="reading reviews", unit=" reviews", leave=False):
+    for review in bar(iterable=iter_reviews(path, include_unsup), desc="reading reviews", unit=" reviews",
+                      leave=False):
         splits[review.split].append((review.label, review.id, review.text))
     for reviews in splits.values():
         reviews.sort()  # (label, id) is unique, so texts are never compared

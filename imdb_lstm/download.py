@@ -9,11 +9,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from imdb_lstm import archive
 from imdb_lstm.errors import PipelineError
 from imdb_lstm.files import atomic_path, sha256_file
+from imdb_lstm.progress import bar
 
 # aclImdb_v1.tar.gz as ai.stanford.edu serves it: 84,125,825 bytes.
 OFFICIAL_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -137,10 +136,10 @@ def _download_once(url, dest):
     try:
         with _opener.open(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as f:
             total = _content_length(response)
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {_file_name(url)}") as bar:
+            with bar(total=total, unit="B", unit_scale=True, desc=f"fetch {_file_name(url)}") as progress:
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
-                    bar.update(len(chunk))
+                    progress.update(len(chunk))
             received = f.tell()
     except urllib.error.HTTPError as error:
         if error.code >= 500:

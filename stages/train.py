@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from imdb_lstm import backend
 from imdb_lstm.errors import run_stage
 from imdb_lstm.files import atomic_dir, sha256_file, write_csv, write_json
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
+from imdb_lstm.progress import bar, log_line
 from imdb_lstm.text import lengths
 from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, train_epoch
 
@@ -54,10 +54,12 @@ def main():
             lr = params["pretrain"]["fine_tune_lr"] if use and not frozen else params["lr"]
             step = make_step(tlx, net, loss_fn, trainable, lr, frozen)
         desc = f"epoch {epoch}/{params['epochs']}" + (" (embedding frozen)" if frozen else "")
-        with tqdm(total=len(ids), desc=desc, unit=" reviews") as progress:
+        epoch_start = time.perf_counter()
+        with bar(total=len(ids), desc=desc, unit=" reviews") as progress:
             batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
             loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress)
             progress.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}")
+        log_line(f"{desc}: loss {loss:.4f}, accuracy {accuracy:.4f} in {time.perf_counter() - epoch_start:.0f} s")
         log.append([epoch, round(loss, 6), round(accuracy, 6)])
         if held_out is None:
             continue

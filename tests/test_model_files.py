@@ -105,3 +105,14 @@ def test_a_model_saved_without_trained_on_still_loads(saved, tmp_path):
     edit_json(folder, lambda i: i.pop("trained_on"))
     result = run_backend(backend, LOAD.format(folder=str(folder)))
     assert result.returncode == 0, result.stderr
+
+
+def test_word_ids_beyond_the_model_vocabulary_are_refused(saved):
+    """evaluate after data/prepared changed under the model (a larger vocabulary) used to end in IndexError."""
+    from conftest import run_backend
+    backend, folder = saved
+    program = (f"from imdb_lstm.errors import run_stage\nfrom imdb_lstm.model import load_model, predict_logits\n"
+               f"run_stage(lambda: predict_logits(load_model({str(folder)!r}), np.full((3, 5), 40)), lock=False)\n")
+    result = run_backend(backend, program)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "error: word ids reach 40, but the model knows 37 words" in result.stderr
