@@ -44,3 +44,18 @@ def test_an_output_is_replaced_only_when_its_block_succeeds(tmp_path, kind):
     with atomic(target) as tmp:
         (tmp if kind == "file" else tmp / "x").write_text("new")
     assert (target if kind == "file" else target / "x").read_text() == "new"
+
+
+def test_progress_bars_draw_on_a_terminal_only(monkeypatch, capsys):
+    import sys
+
+    from imdb_lstm import progress
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    for terminal, drawn in ((True, True), (False, False)):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+        with progress.bar(total=3, desc="epoch 1/1") as bar:
+            bar.update(3)
+        progress.log_line("epoch 1/1: loss 0.5")
+        err = capsys.readouterr().err
+        assert ("epoch 1/1: 100%" in err) is drawn
+        assert ("epoch 1/1: loss 0.5" in err) is not drawn, "a log gets one line instead"
