@@ -1,18 +1,36 @@
-"""The benchmark script runs: its quick mode measures every epoch measure on tiny inputs."""
+"""The benchmark script runs: its quick mode runs every measure, the stages on the tests' small archive."""
+import os
 import subprocess
 import sys
 
+import yaml
+
 from conftest import ROOT
+from imdb_fixture import make_archive
+from project import TINY, set_params
 
 
-def test_quick_benchmark_prints_every_epoch_measure():
-    done = subprocess.run([sys.executable, "benchmarks/run.py", "--quick"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| one ")]
+def test_quick_benchmark_runs_every_measure(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    sha256 = make_archive(cache / "aclImdb_v1.tar.gz")
+    params = tmp_path / "params.yaml"
+    params.write_bytes((ROOT / "params.yaml").read_bytes())
+    set_params(params, {**TINY, "epochs": 2, "data": {**TINY["data"], "sha256": sha256}})
+    done = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--params", str(params)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "IMDB_CACHE_DIR": str(cache)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    measures = [row.split("|")[1].strip() for row in rows]
     for backend in ("torch", "paddle"):
-        assert any(f"tlx+{backend} ÷ plain {backend} |" in row for row in rows), done.stdout
-        assert any(f"tlx+{backend} epoch" in row and "pinned" in row for row in rows), done.stdout
+        assert any(f"tlx+{backend} ÷ plain {backend}" in m for m in measures), done.stdout
+        assert any(f"tlx+{backend} epoch" in m and "pinned" in m for m in measures), done.stdout
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert [m for m in measures if m.startswith("… of which")] == [f"… of which `{s}`" for s in stages]
+    for name in ("`prepare` of the whole archive", "`evaluate` of the whole test split",
+                 "default `dvc repro` end to end on torch, from a fresh clone", "`dvc repro` when nothing changed"):
+        assert name in measures, done.stdout
     for row in rows:
-        ratio = float(row.split("|")[2].split()[0])
-        assert 0.2 < ratio < 5, row  # both sides ran the same work
+        if "÷" in row:
+            ratio = float(row.split("|")[2].split()[0])
+            assert 0.2 < ratio < 5, row  # both sides ran the same work
