@@ -63,8 +63,10 @@ def test_prepare_builds_the_vocabulary_from_the_training_split_only(repo):
 def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_repro_runs(repo, signum):
     repo.run("dvc", "repro", "prepare")
     set_params(repo.path / "params.yaml", {"epochs": 1000})
+    # as from a terminal: a shell that starts jobs in the background makes them ignore SIGINT
     train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while "epoch 3/" not in seen:  # stopped mid-run, after whole epochs were trained
         seen += train.stderr.read(1) or pytest.fail(f"train ended early:\n{seen}")
@@ -256,7 +258,7 @@ def test_a_second_stage_in_the_same_checkout_is_refused_while_one_runs(repo):
     try:
         second = run_stage(repo, "prepare")
     finally:
-        train.send_signal(signal.SIGINT)
+        train.send_signal(signal.SIGTERM)
         train.wait(timeout=60)
     assert second.returncode == 1 and "Traceback" not in second.stderr
     assert f"error: another stage of this checkout is running (pid {train.pid}: " in second.stderr
