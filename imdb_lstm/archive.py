@@ -150,12 +150,11 @@ def _tar_members(stream):
         _check_header(header)
         count += 1
         type, size = header[156:157], _number(header[124:136])
-        padded = -size % BLOCK
         if type in (LONG_NAME, LONG_LINK, PAX, PAX_GLOBAL):
             if size > MAX_HEADER_BYTES:
                 raise _NotTar(f"an extended header of {size:,} bytes")
             data = _read_exact(stream, size)
-            _skip(stream, padded)
+            _skip(stream, -size % BLOCK)
             if type == LONG_NAME:
                 extended["path"] = _text(data)
             elif type == LONG_LINK:
@@ -196,7 +195,7 @@ def _pax_records(data):
     """{key: value} of a pax extended header ("<length> <key>=<value>\\n" records)."""
     records, at = {}, 0
     while at < len(data) and data[at:at + 1] != b"\0":
-        length, _, rest = data[at:at + 20].partition(b" ")
+        length = data[at:at + 20].partition(b" ")[0]
         if not length.isdigit() or int(length) < len(length) + 2:
             raise _NotTar("a malformed pax header")
         key, _, value = data[at + len(length) + 1:at + int(length) - 1].partition(b"=")

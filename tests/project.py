@@ -62,14 +62,21 @@ class Repo:
         return json.loads((self.path / name).read_text())
 
 
+def make_project(folder, params, name="project", **archive):
+    """(project, cache): a copy of the project in folder/name with `params` set, and make_archive(**archive)
+    in folder/cache, its download cache; params.yaml's data.sha256 names that archive."""
+    cache, project = folder / "cache", folder / name
+    cache.mkdir()
+    project.mkdir()
+    sha256 = make_archive(cache / "aclImdb_v1.tar.gz", **archive)
+    copy_project(project)
+    set_params(project / "params.yaml", {**params, "data": {**params.get("data", {}), "sha256": sha256}})
+    return project, cache
+
+
 def make_repo(tmp_path, backend="torch", **archive):
     """The project with TINY params on `backend`, and make_archive(**archive) in its download cache."""
-    cache, repo_dir = tmp_path / "cache", tmp_path / "repo"
-    cache.mkdir()
-    repo_dir.mkdir()
-    sha256 = make_archive(cache / "aclImdb_v1.tar.gz", **{"n_per_class": 100, **archive})
-    copy_project(repo_dir)
-    set_params(repo_dir / "params.yaml", {**TINY, "backend": backend, "data": {**TINY["data"], "sha256": sha256}})
+    repo_dir, cache = make_project(tmp_path, {**TINY, "backend": backend}, name="repo", **archive)
     repo = Repo(repo_dir, cache)
     repo.run("git", "init", "-q")
     repo.commit("project")

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from imdb_fixture import make_archive
-from project import TINY, copy_project, set_params
+from project import TINY, make_project
 
 RECORD = """
 import json, runpy, sys
@@ -55,15 +54,9 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """{stage: {"modules": [...], "params": [...]}} from running every stage once, in dvc.yaml's order."""
-    folder = tmp_path_factory.mktemp("dvc_yaml")
-    cache, project = folder / "cache", folder / "project"
-    cache.mkdir()
-    project.mkdir()
-    copy_project(project)
-    sha256 = make_archive(cache / "aclImdb_v1.tar.gz")
     # every option that makes a stage read more params: validation, pretrained vectors frozen then tuned
-    set_params(project / "params.yaml", {**TINY, "epochs": 2, "data": {**TINY["data"], "sha256": sha256},
-                                         "validation": 0.5, "pretrain": {"use": True, "frozen_epochs": 1}})
+    project, cache = make_project(tmp_path_factory.mktemp("dvc_yaml"), {
+        **TINY, "epochs": 2, "validation": 0.5, "pretrain": {"use": True, "frozen_epochs": 1}})
     result = {}
     for stage, spec in STAGES.items():
         module = spec["cmd"].split()[-1]

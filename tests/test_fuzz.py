@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, run_backend
 from imdb_fixture import make_archive
-from project import copy_project
+from project import make_project
 
 SEED = int(os.environ.get("FUZZ_SEED", "0"))  # a failing case names its seed; rerun with FUZZ_SEED=...
 
@@ -135,13 +135,8 @@ def test_stages_under_random_params_exit_0_or_1_and_leave_no_temporary_files(tmp
 
     import yaml
     rng = random.Random(SEED * 100 + case)
-    cache, project = tmp_path / "cache", tmp_path / "project"
-    cache.mkdir()
-    project.mkdir()
-    copy_project(project)
-    sha256 = make_archive(cache / "aclImdb_v1.tar.gz", n_per_class=20, n_unsup=2)
+    project, cache = make_project(tmp_path, {}, n_per_class=20, n_unsup=2)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"]["sha256"] = sha256
     params.update(epochs=1, batch_size=rng.choice([1, 7, 64, 10**6]), lr=rng.choice([1e-9, 0.01, 1.0]),
                   validation=rng.choice([0.0, 0.3, 0.5]))
     params["data"].update(vocab_size=rng.choice([1, 20, 10**6]), seq_len=rng.choice([1, 9, 300]),

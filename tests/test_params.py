@@ -14,8 +14,8 @@ def write(tmp_path, params):
     return path
 
 
-def with_change(key, value):
-    params = yaml.safe_load(yaml.safe_dump(DEFAULTS))
+def with_change(key, value, params=DEFAULTS):
+    params = yaml.safe_load(yaml.safe_dump(params))
     *sections, last = key.split(".")
     target = params
     for section in sections:
@@ -114,19 +114,9 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
 def test_rules_across_keys_are_checked(tmp_path, changes, expected):
     params = DEFAULTS
     for key, value in changes.items():
-        params = with_change_of(params, key, value)
+        params = with_change(key, value, params)
     with pytest.raises(PipelineError, match=expected):
         load_params(write(tmp_path, params))
-
-
-def with_change_of(params, key, value):
-    params = yaml.safe_load(yaml.safe_dump(params))
-    *sections, last = key.split(".")
-    target = params
-    for section in sections:
-        target = target[section]
-    target[last] = value
-    return params
 
 
 def test_messages_quote_at_most_200_characters_of_a_value(tmp_path):

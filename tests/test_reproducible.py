@@ -15,8 +15,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from imdb_fixture import make_archive
-from project import copy_project, set_params
+from project import make_project, set_params
 
 GOLDEN = {
     "torch": "53be5c3c472011107e681b473bd6209cf3a47b5fa2dbab46eb59906201dda2bf",
@@ -48,14 +47,7 @@ OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.jso
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """A project folder with the tests' small archive fetched and prepared (reviews padded to 200)."""
-    folder = tmp_path_factory.mktemp("reproducible")
-    cache = folder / "cache"
-    cache.mkdir()
-    sha256 = make_archive(cache / "aclImdb_v1.tar.gz")
-    project = folder / "project"
-    project.mkdir()
-    copy_project(project)
-    set_params(project / "params.yaml", {"epochs": 2, "data": {"sha256": sha256, "vocab_size": 100}})
+    project, cache = make_project(tmp_path_factory.mktemp("reproducible"), {"epochs": 2, "data": {"vocab_size": 100}})
     for stage in ("fetch", "prepare"):
         subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project, check=True, capture_output=True,
                        env={**os.environ, "IMDB_CACHE_DIR": str(cache)})
