@@ -26,12 +26,14 @@ def after_import(backend, tlx):
         _accept_remove_duplicate(tlx)
         _keep_rnn_train_method(tlx)
         _step_real_torch_optimizer(tlx)
+        _let_interrupts_out_of_convert_to_numpy(tlx)
     if backend == "paddle":
         _remove_fluid_standin()
         _pack_rnn_weights_eagerly(tlx)
         _make_rnn_zero_states(tlx)
         _draw_he_xavier_eagerly(tlx)
         _skip_zero_weight_decay(tlx)
+        _let_interrupts_out_of_filter_grads()
     _set_train_recursively(tlx)
 
 
@@ -89,6 +91,23 @@ def _step_real_torch_optimizer(tlx):
 
     for name in OPTIMIZERS:
         getattr(tlx.optimizers, name).apply_gradients = apply_gradients
+
+
+def _let_interrupts_out_of_convert_to_numpy(tlx):
+    """A Ctrl-C or SIGTERM during training is sometimes lost and training runs on to its last epoch:
+    tlx's torch `convert_to_numpy` tries `value.numpy()` under a bare `except:`, which also catches
+    the KeyboardInterrupt a signal raises there (2 of 600 interrupts of a tiny training, in CI once).
+    Same result, with nothing to catch; tlx's modules each hold the function, so replace it in all."""
+    import torch
+
+    original = tlx.convert_to_numpy
+
+    def convert_to_numpy(value):
+        return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else original(value)
+
+    for module in [m for name, m in sys.modules.items() if name.split(".")[0] == "tensorlayerx"]:
+        if getattr(module, "convert_to_numpy", None) is original:
+            module.convert_to_numpy = convert_to_numpy
 
 
 def _set_train_recursively(tlx):
@@ -254,3 +273,16 @@ def _skip_zero_weight_decay(tlx):
             self.weight_decay = self.weight_decay or None
 
         optimizer.__init__ = __init__
+
+
+def _let_interrupts_out_of_filter_grads():
+    """A Ctrl-C or SIGTERM can be lost in every step of tlx's paddle optimizers: `filter_grads`
+    unzips the gradients under a bare `except:`, which also catches a signal's KeyboardInterrupt."""
+    from tensorlayerx.optimizers import paddle_optimizers
+
+    def filter_grads(grads_and_vars, weights):
+        unzipped = list(zip(*grads_and_vars))  # [params, grads], or [] when there are none
+        params, grads = unzipped or ([], [])
+        return params, grads, len(grads) == len(weights)
+
+    paddle_optimizers.filter_grads = filter_grads

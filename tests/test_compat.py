@@ -27,6 +27,24 @@ FIXES = {
         "assert not np.allclose(before, tlx.convert_to_numpy(net.trainable_weights[0]))",
         "maximize",
     ),
+    "_let_interrupts_out_of_convert_to_numpy": (  # a signal's KeyboardInterrupt landing inside .numpy()
+        "torch",
+        "import torch\n"
+        "class Interrupted(torch.Tensor):\n"
+        "    calls = 0\n"
+        "    def numpy(self, *args, **kwargs):\n"
+        "        Interrupted.calls += 1\n"
+        "        if Interrupted.calls == 1:\n"
+        "            raise KeyboardInterrupt\n"
+        "        return super().numpy(*args, **kwargs)\n"
+        "try:\n"
+        "    tlx.convert_to_numpy(torch.zeros(2).as_subclass(Interrupted))\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('the interrupt was swallowed')",
+        "the interrupt was swallowed",
+    ),
 }
 
 LSTM_EQUALS_PADDLE_LSTM = """
@@ -92,6 +110,20 @@ FIXES.update({
         "    step(tlx.ones((4, 2)), tlx.convert_to_tensor(np.array([0, 1, 1, 1])))\n"
         "assert not decays, f'a weight decay of 0 ran {len(decays)} times in 3 steps'",
         "a weight decay of 0 ran 6 times in 3 steps",
+    ),
+    "_let_interrupts_out_of_filter_grads": (  # a signal's KeyboardInterrupt while the gradients unzip
+        "paddle",
+        "from tensorlayerx.optimizers.paddle_optimizers import filter_grads\n"
+        "class Interrupted(list):\n"
+        "    def __iter__(self):\n"
+        "        raise KeyboardInterrupt\n"
+        "try:\n"
+        "    filter_grads(Interrupted([(1, 2)]), [1])\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('the interrupt was swallowed')",
+        "the interrupt was swallowed",
     ),
 })
 
