@@ -175,8 +175,9 @@ def _tar_members(stream):
 def _check_header(header):
     stored = _number(header[148:156])
     unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
-    signed = unsigned - 2 * sum(b for b in header[:148] + header[156:] if b > 127)
-    if stored not in (unsigned, signed):
+    if stored == unsigned:  # nearly always; the signed sum some old tars store costs a slow loop
+        return
+    if stored != unsigned - 256 * sum(b > 127 for b in header[:148] + header[156:]):  # bytes read as -128..127
         raise _NotTar("a member header with a bad checksum: not a tar archive, or a damaged one")
 
 

@@ -16,7 +16,7 @@ from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote, run_stage
 from imdb_lstm.metrics import log_softmax
 from imdb_lstm.params import BACKENDS, DEVICES, SCHEMA, check
-from imdb_lstm.text import encode, tokenize
+from imdb_lstm.text import encode
 
 
 ENCODING_SCHEMA = {key: SCHEMA["data"][key] for key in ("seq_len", "truncate", "pad")}
@@ -80,7 +80,7 @@ def main(argv=None):
     if net.vocabulary not in (None, vocabulary):
         raise PipelineError(f"{args.vocab} is not the vocabulary {args.model} was trained with: run `dvc repro`, "
                             "or pass that model's --vocab")
-    ids = encode([tokenize(review) for review in reviews], words, **encoding)
+    ids = encode(reviews, words, **encoding)
     positive = np.exp(log_softmax(predict_logits(net, ids))[:, 1])
     results = [{"label": "positive" if p > 0.5 else "negative", "probability": round(float(max(p, 1 - p)), 4),
                 "review": review} for p, review in zip(positive, reviews)]

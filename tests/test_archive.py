@@ -187,3 +187,22 @@ def test_members_larger_than_any_review_are_refused_in_bounded_memory(tmp_path, 
     error, peak_mb = done.stdout.splitlines()
     assert message in error and str(path) in error, done.stdout + done.stderr
     assert int(peak_mb) < 200
+
+
+@pytest.mark.parametrize("checksum, readable", [("unsigned", True), ("signed", True), ("wrong", False)])
+def test_header_checksums_as_tar_writers_store_them(tiny, checksum, readable):
+    plain = bytearray(gzip.decompress(tiny.read_bytes()))
+    header = plain[:512]
+    header[265:270] = "\u00e9t\u00e9".encode("latin-1") + b"\0\0"  # a non-ASCII owner name: bytes above 127
+    header[148:156] = b" " * 8
+    unsigned = sum(header)
+    stored = {"unsigned": unsigned, "signed": sum(b - 256 if b > 127 else b for b in header),
+              "wrong": unsigned + 1}[checksum]
+    header[148:156] = f"{stored:06o}\0 ".encode()
+    plain[:512] = header
+    tiny.write_bytes(gzip.compress(bytes(plain), mtime=0))
+    if readable:
+        assert len(list(iter_reviews(tiny))) == 20
+    else:
+        with pytest.raises(PipelineError, match="bad checksum"):
+            list(iter_reviews(tiny))

@@ -52,7 +52,7 @@ net = SentimentLSTM(50, 8, 8, bidirectional=True, pooling="masked_mean_max", tri
 net.set_eval()
 rng = np.random.default_rng(0)
 words = [str(w) for w in range(48)]
-ids = encode([list(rng.choice(words, n)) for n in (3, 7, 7, 12, 1, 5, 12, 3)], words, 16, "pre", "pre")
+ids = encode([" ".join(rng.choice(words, n)) for n in (3, 7, 7, 12, 1, 5, 12, 3)], words, 16, "pre", "pre")
 np.save(FOLDER / "together.npy", predict_logits(net, ids, batch_size=2))
 own_words = [row[row != 0][None] for row in ids]  # each review alone, no padding at all
 np.save(FOLDER / "alone.npy", np.concatenate([tlx.convert_to_numpy(net(tlx.convert_to_tensor(row))) for row in own_words]))

@@ -26,9 +26,10 @@ def test_quick_benchmark_runs_every_measure(tmp_path):
         assert any(f"tlx+{backend} ÷ plain {backend}" in m for m in measures), done.stdout
         assert any(f"tlx+{backend} epoch" in m and "pinned" in m for m in measures), done.stdout
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert [m for m in measures if m.startswith("… of which")] == [f"… of which `{s}`" for s in stages]
+    assert [m for m in measures if "--force -s" in m] == [f"`dvc repro --force -s {s}`" for s in stages]
     for name in ("`prepare` of the whole archive", "`evaluate` of the whole test split",
-                 "default `dvc repro` end to end on torch, from a fresh clone", "`dvc repro` when nothing changed"):
+                 "default `dvc repro` on torch, from a fresh clone", "… all stages forced, one after the other",
+                 "`dvc repro` when nothing changed"):
         assert name in measures, done.stdout
     for row in rows:
         if "÷" in row:

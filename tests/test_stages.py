@@ -74,7 +74,7 @@ def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_repro_runs(r
     stderr = train.stderr.read()
     assert train.wait(timeout=60) == 130
     assert "interrupted: no outputs were written" in stderr
-    assert leftovers(repo, "prepared") == []
+    assert leftovers(repo, "tokens", "prepared") == []
     set_params(repo.path / "params.yaml", {"epochs": 2})
     assert "Running stage 'train'" in repo.run("dvc", "repro").stdout
 
@@ -91,7 +91,7 @@ def test_a_loss_that_becomes_nan_stops_training_with_a_clear_error(repo):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert "error: the training loss became nan: lower `lr` in params.yaml" in result.stderr
-    assert leftovers(repo, "prepared") == []
+    assert leftovers(repo, "tokens", "prepared") == []
 
 
 def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
