@@ -7,6 +7,8 @@ import importlib
 import os
 import warnings
 
+import numpy as np
+
 from imdb_lstm import compat, kernels
 from imdb_lstm.errors import PipelineError
 
@@ -99,3 +101,68 @@ def set_trainable(weight, trainable):
 def no_grad():
     """A context in which forward passes record no autograd graph (evaluation, prediction)."""
     return importlib.import_module(_loaded.BACKEND).no_grad()
+
+
+def optimizer_state(step):
+    """The Adam state of a tlx TrainOneStep as {name: array} ({} before its first step)."""
+    optimizer = _backend_optimizer(step)
+    if optimizer is None:
+        return {}
+    if _loaded.BACKEND == "torch":
+        return {f"{i}/{key}": value.detach().cpu().numpy() for i, state in optimizer.state_dict()["state"].items()
+                for key, value in state.items()}
+    return {name: value.numpy() for name, value in optimizer.state_dict().items()}
+
+
+def restore_optimizer(step, state):
+    """Give a fresh TrainOneStep's optimizer the state optimizer_state() took, so its next step is the
+    one the saved optimizer would have made."""
+    if not state:
+        return
+    weights = step.net_with_train.train_weights
+    # tlx creates the backend's optimizer in its first gradient(): a loss of 0 creates it, and gives
+    # every weight a gradient of +0, what a finished step leaves (torch clears it before the next one).
+    step.net_with_train.optimizer.gradient(_loaded.add_n([_loaded.reduce_sum(w * 0) for w in weights]), weights)
+    optimizer = _backend_optimizer(step)
+    backend = importlib.import_module(_loaded.BACKEND)
+    if _loaded.BACKEND == "torch":
+        saved = {}
+        for name, value in state.items():
+            i, key = name.split("/")
+            saved.setdefault(int(i), {})[key] = backend.from_numpy(value.copy())
+        optimizer.load_state_dict({"state": saved, "param_groups": optimizer.state_dict()["param_groups"]})
+    else:
+        optimizer.set_state_dict({name: backend.to_tensor(value) for name, value in state.items()})
+
+
+def _backend_optimizer(step):
+    """The torch or paddle optimizer inside a tlx TrainOneStep, or None before its first step."""
+    backend = importlib.import_module(_loaded.BACKEND)
+    kind = backend.optim.Optimizer if _loaded.BACKEND == "torch" else backend.optimizer.Optimizer
+    return next((v for v in vars(step.net_with_train.optimizer).values() if isinstance(v, kind)), None)
+
+
+def rng_state():
+    """The backend's random generator state (dropout draws from it), as arrays."""
+    backend = importlib.import_module(_loaded.BACKEND)
+    if _loaded.BACKEND == "torch":
+        return [backend.get_rng_state().numpy()]
+    arrays = []
+    for state in backend.get_rng_state():  # paddle's: a few numbers, then the engine's state as text bytes
+        *numbers, engine = state.__getstate__()
+        arrays += [np.array(numbers, dtype=np.int64), np.array(engine, dtype=np.uint8)]
+    return arrays
+
+
+def set_rng_state(arrays):
+    backend = importlib.import_module(_loaded.BACKEND)
+    if _loaded.BACKEND == "torch":
+        backend.set_rng_state(backend.from_numpy(arrays[0].copy()))
+        return
+    kind = type(backend.get_rng_state()[0])
+    states = []
+    for numbers, engine in zip(arrays[::2], arrays[1::2]):
+        state = kind.__new__(kind)
+        state.__setstate__((*numbers.tolist(), engine.tolist()))
+        states.append(state)
+    backend.set_rng_state(states)

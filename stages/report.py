@@ -1,6 +1,7 @@
 """report: the training curves, confusion matrix and ROC curve as PNG files, readable offline.
 
-Reads metrics/train_log.csv, confusion.csv and roc.csv (what `dvc plots show` draws as HTML);
+Reads train's per-epoch files (metrics/epochs/plots/metrics/, dvclive's), metrics/confusion.csv and
+roc.csv (what `dvc plots show` draws as HTML);
 writes metrics/plots/training.png, confusion.png and roc.png.
 """
 import csv
@@ -13,12 +14,23 @@ from imdb_lstm.files import atomic_path
 
 METRICS = Path("metrics")
 OUT = METRICS / "plots"
+EPOCHS = METRICS / "epochs" / "plots" / "metrics"  # dvclive's: one .tsv of step and value per figure
 LABELS = ["negative", "positive"]
 
 
 def read_csv(name):
     with open(METRICS / name, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def read_epochs():
+    """Rows of epoch, loss and accuracy, from train's dvclive files."""
+    epochs = {}
+    for name in ("loss", "accuracy"):
+        with open(EPOCHS / f"{name}.tsv", newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                epochs.setdefault(row["step"], {"epoch": row["step"]})[name] = row[name]
+    return list(epochs.values())
 
 
 def column(rows, key, kind=float):
@@ -60,7 +72,7 @@ def save(name, draw, rows):
 
 
 def main():
-    save("training.png", training, read_csv("train_log.csv"))
+    save("training.png", training, read_epochs())
     save("confusion.png", confusion, read_csv("confusion.csv"))
     save("roc.png", roc, read_csv("roc.csv"))
     print(f"report: {OUT}/training.png, confusion.png, roc.png")

@@ -1,22 +1,28 @@
 """train: fit the LSTM classifier on the training split with TensorLayerX.
 
 Reads data/prepared/train_*.npy and vocab.json (and data/pretrained/vectors.npy with
-pretrain.use); writes data/model/ (model.json, weights.npz),
-metrics/train.json (the kept epoch's figures) and metrics/train_log.csv (one row per epoch, for `dvc plots`).
+pretrain.use); writes data/model/ (model.json, weights.npz), metrics/train.json (the kept epoch's
+figures) and, through dvclive, metrics/epochs/ (each epoch's, as it ends: what `dvc exp show` and
+`dvc plots show` read). After each epoch it keeps a checkpoint (imdb_lstm/checkpoint.py): a run
+that was killed resumes after its last whole epoch, and ends as an uninterrupted run would.
 With `validation` > 0 it holds out that fraction of the training split (never the test split),
 stops once the validation loss has not improved for `patience` epochs, and keeps the best epoch.
 With pretrain.use the embedding starts from the pretrained vectors and stays frozen for the first
 pretrain.frozen_epochs epochs; the epochs after those tune it too, at pretrain.fine_tune_lr.
 """
+import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+from dvclive import Live
 
 from imdb_lstm import backend
+from imdb_lstm.checkpoint import CHECKPOINT, fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
 from imdb_lstm.errors import run_stage
-from imdb_lstm.files import atomic_dir, sha256_file, write_csv, write_json
+from imdb_lstm.files import atomic_dir, sha256_file, write_json
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
@@ -26,6 +32,8 @@ from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, t
 DATA = Path("data/prepared")
 MODEL = Path("data/model")
 PRETRAINED = Path("data/pretrained")
+EPOCHS = Path("metrics/epochs")  # dvclive's folder
+INPUTS = [DATA / "train_ids.npy", DATA / "train_labels.npy", DATA / "vocab.json", PRETRAINED / "vectors.npy"]
 
 
 def main():
@@ -46,49 +54,101 @@ def main():
     rng = np.random.default_rng(params["seed"])
     trim, review_lengths = params["model"]["trim_padding"], lengths(ids)
     patience = params["patience"]
-    log, best, start = [], None, time.perf_counter()
+    log, best, first_epoch, start = [], None, 1, time.perf_counter()
+    made_for = fingerprint(params, [*INPUTS, Path(__file__)], backend.version())
+    saved = load_checkpoint(made_for)
+    if saved:
+        state, arrays = saved
+        tlx.files.assign_weights(arrays["weights"], net)
+        backend.set_rng_state(arrays["rng"])
+        rng.bit_generator.state = state["rng"]
+        log, first_epoch = state["log"], state["epoch"] + 1
+        best = state["best"] and {**state["best"], "weights": arrays["best_weights"]}
+        log_line(f"resuming after epoch {state['epoch']}, from the checkpoint in {CHECKPOINT}")
     net.set_train()
-    for epoch in range(1, params["epochs"] + 1):
-        frozen = use and epoch <= frozen_epochs
-        if epoch == 1 or (use and epoch == frozen_epochs + 1):
-            lr = params["pretrain"]["fine_tune_lr"] if use and not frozen else params["lr"]
-            step = make_step(tlx, net, loss_fn, trainable, lr, frozen)
-        desc = f"epoch {epoch}/{params['epochs']}" + (" (embedding frozen)" if frozen else "")
-        epoch_start = time.perf_counter()
-        with bar(total=len(ids), desc=desc, unit=" reviews") as progress:
-            batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
-            loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress)
-            progress.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}")
-        log_line(f"{desc}: loss {loss:.4f}, accuracy {accuracy:.4f} in {time.perf_counter() - epoch_start:.0f} s")
-        log.append([epoch, round(loss, 6), round(accuracy, 6)])
-        if held_out is None:
-            continue
-        net.set_eval()
-        val_loss, val_accuracy = (round(v, 6) for v in loss_and_accuracy(predict_logits(net, held_out[0]),
-                                                                          held_out[1]))
-        net.set_train()
-        log[-1] += [val_loss, val_accuracy]
-        if best is None or val_loss < best["val_loss"]:
-            weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
-            best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
-        elif epoch - best["best_epoch"] >= patience:
-            break
+    with epoch_log(EPOCHS) as live:
+        for row in log:  # the epochs a resumed run did before: the files come out as an uninterrupted run's
+            log_epoch(live, row, held_out is not None)
+        for epoch in range(first_epoch, params["epochs"] + 1):
+            frozen = use and epoch <= frozen_epochs
+            if epoch == first_epoch or (use and epoch == frozen_epochs + 1):
+                lr = params["pretrain"]["fine_tune_lr"] if use and not frozen else params["lr"]
+                step = make_step(tlx, net, loss_fn, trainable, lr, frozen)
+                if saved and epoch == first_epoch and frozen == (use and state["epoch"] <= frozen_epochs):
+                    backend.restore_optimizer(step, dict(zip(state["optimizer"], arrays["optimizer"])))
+            desc = f"epoch {epoch}/{params['epochs']}" + (" (embedding frozen)" if frozen else "")
+            epoch_start = time.perf_counter()
+            with bar(total=len(ids), desc=desc, unit=" reviews") as progress:
+                batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
+                loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress)
+                progress.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}")
+            log.append([epoch, round(loss, 6), round(accuracy, 6)])
+            stop = False
+            if held_out is not None:
+                net.set_eval()
+                val_loss, val_accuracy = (round(v, 6) for v in loss_and_accuracy(predict_logits(net, held_out[0]),
+                                                                                  held_out[1]))
+                net.set_train()
+                log[-1] += [val_loss, val_accuracy]
+                if best is None or val_loss < best["val_loss"]:
+                    weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
+                    best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
+                stop = epoch - best["best_epoch"] >= patience
+            if not stop and epoch < params["epochs"]:
+                keep_checkpoint(made_for, log, rng, best, step, net, tlx)
+            log_epoch(live, log[-1], held_out is not None)
+            log_line(f"{desc}: loss {loss:.4f}, accuracy {accuracy:.4f}" + (
+                f", validation loss {log[-1][3]:.4f}" if held_out is not None else "")
+                + f" in {time.perf_counter() - epoch_start:.0f} s")
+            if stop:
+                break
     seconds = time.perf_counter() - start
     if best:
         tlx.files.assign_weights(best.pop("weights"), net)
 
     with atomic_dir(MODEL) as tmp:
         save_model(net, tmp, vocabulary=sha256_file(DATA / "vocab.json"))
-    header = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if held_out else [])
-    write_csv("metrics/train_log.csv", header, log)
     kept = log[best["best_epoch"] - 1] if best else log[-1]  # the epoch whose weights were saved
     write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),
                                       "reproducible": params["reproducible"],
                                       "epochs": params["epochs"], "epochs_run": len(log),
                                       "loss": kept[1], "accuracy": kept[2], **(best or {})})
+    remove_checkpoint()
     print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s; kept epoch "
           f"{kept[0]}: loss {kept[1]:.4f}, train accuracy {kept[2]:.4f}"
           + (f", validation accuracy {best['val_accuracy']:.4f}" if best else ""))
+
+
+def keep_checkpoint(made_for, log, rng, best, step, net, tlx):
+    """What the epoch after log[-1]'s needs, for a run that resumes after a kill."""
+    optimizer = backend.optimizer_state(step)
+    save_checkpoint({"fingerprint": made_for, "epoch": log[-1][0], "log": log, "rng": rng.bit_generator.state,
+                     "optimizer": list(optimizer), "best": best and {k: v for k, v in best.items() if k != "weights"}},
+                    {"weights": [tlx.convert_to_numpy(w) for w in net.all_weights],
+                     "optimizer": list(optimizer.values()), "rng": backend.rng_state(),
+                     "best_weights": best["weights"] if best else []})
+
+
+@contextlib.contextmanager
+def epoch_log(folder):
+    """dvclive's Live in `folder`, ended when the block ends; when it fails the folder goes, as every
+    unfinished output does (the checkpoint keeps the epochs: a resumed run logs them again)."""
+    live = Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+    try:
+        yield live
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    live.end()
+
+
+def log_epoch(live, row, validation):
+    """One epoch's figures to dvclive: metrics/epochs/metrics.json says the latest and the step (what
+    `dvc exp show` shows of a running experiment), plots/metrics/*.tsv each epoch's (`dvc plots show`)."""
+    live.step = row[0]
+    for name, value in zip(["loss", "accuracy", "val_loss", "val_accuracy"][:4 if validation else 2], row[1:]):
+        live.log_metric(name, value)
+    live.next_step()
 
 
 if __name__ == "__main__":

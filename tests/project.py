@@ -36,6 +36,20 @@ def set_params(path, changes):
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def epochs(project):
+    """train's per-epoch figures, from dvclive's files: {"loss": [...], "accuracy": [...], ...} by epoch,
+    and the epochs (dvclive's steps) they share."""
+    folder = project / "metrics/epochs/plots/metrics"
+    figures, steps = {}, set()
+    for path in sorted(folder.glob("*.tsv")):
+        header, *rows = [line.split("\t") for line in path.read_text().splitlines()]
+        assert header == ["step", path.stem]
+        steps.add(tuple(int(step) for step, _ in rows))
+        figures[path.stem] = [float(value) for _, value in rows]
+    assert len(steps) == 1, "every figure has every epoch"
+    return figures, list(steps.pop())
+
+
 class Repo:
     """A git + DVC repository of the project in a temp folder, with its own download cache."""
 

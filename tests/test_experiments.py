@@ -1,5 +1,6 @@
 """What DVC users reach for beyond `dvc repro`: a shared remote and the experiment queue."""
 import json
+import subprocess
 import time
 
 import pytest
@@ -29,29 +30,30 @@ def test_a_fresh_clone_pulls_data_and_model_from_a_remote_and_has_nothing_to_rer
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
 
 
+def exp_show_nodes(repo):
+    """Every JSON object in `dvc exp show --json`, depth first."""
+    stack = [json.loads(repo.run("dvc", "exp", "show", "--json").stdout)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+        stack.extend(node.values() if isinstance(node, dict) else node if isinstance(node, list) else [])
+
+
 def finished_experiments(repo):
     """{params epochs: metrics epochs} of every run `dvc exp show --json` lists with metrics."""
     found = {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            data = node.get("data")
-            if isinstance(data, dict) and data.get("metrics") and data.get("rev") != "workspace":
-                params = data["params"]["params.yaml"]["data"]
-                found[params["epochs"]] = data["metrics"]["metrics/train.json"]["data"]["epochs"]
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(repo.run("dvc", "exp", "show", "--json").stdout))
+    for node in exp_show_nodes(repo):
+        data = node.get("data")
+        if isinstance(data, dict) and data.get("metrics") and data.get("rev") != "workspace":
+            params = data["params"]["params.yaml"]["data"]
+            found[params["epochs"]] = data["metrics"]["metrics/train.json"]["data"]["epochs"]
     return found
 
 
 def test_queued_experiments_run_to_completion_in_two_workers(repo):
     for epochs in (4, 6):
-        repo.run("dvc", "exp", "run", "--queue", "-S", f"epochs={epochs}")
+        repo.run("dvc", "exp", "run", "--queue", "-n", f"epochs-{epochs}", "-S", f"epochs={epochs}")
     repo.run("dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -63,3 +65,30 @@ def test_queued_experiments_run_to_completion_in_two_workers(repo):
     assert "Failed" not in status, status
     experiments = finished_experiments(repo)
     assert experiments.get(4) == 4 and experiments.get(6) == 6, (status, experiments)
+    logs = repo.run("dvc", "queue", "logs", "epochs-6").stdout
+    assert "epoch 6/6" in logs and len(logs.encode()) < 20_000, logs
+
+
+def running_steps(repo):
+    """The dvclive step (latest epoch) `dvc exp show --json` gives each experiment still running."""
+    found = {}
+    for node in exp_show_nodes(repo):
+        if (node.get("executor") or {}).get("state") == "running":  # an experiment: its revs hold the data
+            for rev in node.get("revs", []):
+                live = rev["data"]["metrics"].get("metrics/epochs/metrics.json", {}).get("data", {})
+                if "step" in live:
+                    found[node.get("name")] = live["step"]
+    return found
+
+
+def test_a_queued_experiment_shows_its_latest_epoch_while_it_runs(repo):
+    repo.run("dvc", "exp", "run", "--queue", "-n", "watched", "-S", "epochs=1000", "-S", "batch_size=2")
+    # Not through repo.run: the worker it starts would hold the captured output open until it exits.
+    subprocess.run(["dvc", "queue", "start"], cwd=repo.path, env=repo.env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=60)
+    seen, deadline = {}, time.monotonic() + 300
+    while time.monotonic() < deadline and not seen.get("watched"):
+        seen = running_steps(repo)
+    repo.run("dvc", "queue", "kill", "watched", check=False)
+    repo.run("dvc", "queue", "stop", "--kill", check=False)
+    assert seen.get("watched", 0) >= 1, "no epoch of the running experiment was shown"

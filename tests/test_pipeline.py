@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from project import make_repo
+from project import epochs, make_repo
 
 
 @pytest.fixture(scope="module", params=["torch", "paddle"])
@@ -30,7 +30,10 @@ def test_repro_writes_every_output(repo):
     assert evaluation["reviews"] == 200
     assert evaluation["accuracy"] > 0.75, "the fixture's labels are learnable"
     assert set(evaluation) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "loss"}
-    assert (repo.path / "metrics/train_log.csv").read_text().splitlines()[0] == "epoch,loss,accuracy"
+    figures, steps = epochs(repo.path)
+    assert steps == list(range(1, 11)) and sorted(figures) == ["accuracy", "loss"]
+    assert json.loads((repo.path / "metrics/epochs/metrics.json").read_text()) == {
+        "step": 10, "loss": figures["loss"][-1], "accuracy": figures["accuracy"][-1]}
     for stage in ("fetch", "prepare", "train", "evaluate", "baseline", "report"):
         assert f"Running stage '{stage}'" in repo.first_run.stdout
     assert repo.json("metrics/baseline.json")["accuracy"] > 0.75
@@ -87,7 +90,8 @@ def test_predict_reads_bytes_that_are_not_utf8_under_a_strict_locale(repo, where
 
 def test_dvc_plots_show_draws_every_plot(repo):
     plots = json.loads(repo.run("dvc", "plots", "show", "--json").stdout)["data"]
-    assert set(plots) == {"Training loss and accuracy per epoch", "Confusion matrix on the test split",
+    assert set(plots) == {"metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/accuracy.tsv",
+                          "Confusion matrix on the test split",
                           "ROC curve on the test split", "metrics/plots/training.png",
                           "metrics/plots/confusion.png", "metrics/plots/roc.png"}
 
@@ -124,4 +128,4 @@ def test_experiment_reruns_only_train_and_evaluate_and_metrics_diff_shows_it(rep
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json").stdout)
     assert diff["metrics/train.json"]["epochs"] == {"old": 10, "new": 12, "diff": 2}
     plots = json.loads(repo.run("dvc", "plots", "diff", "HEAD", "--json").stdout)["data"]
-    assert set(plots["Training loss and accuracy per epoch"][0]["revisions"]) == {"HEAD", "workspace"}
+    assert set(plots["metrics/epochs/plots/metrics/loss.tsv"][0]["revisions"]) == {"HEAD", "workspace"}

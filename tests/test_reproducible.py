@@ -18,8 +18,8 @@ from conftest import ROOT
 from project import make_project, set_params
 
 GOLDEN = {
-    "torch": "53be5c3c472011107e681b473bd6209cf3a47b5fa2dbab46eb59906201dda2bf",
-    "paddle": "d5dedb8168e308b8ba6422171697bdfaeddc7f0d6cd0b62d69edf01d4ecd4028",
+    "torch": "49c1ba7ef35a70ec6678537b1b423e1e3550cda67db4a8904d21daf6d9796e55",
+    "paddle": "7cb549418b57a3dc8f7b773d17990b887a41f046a3dcda960ba1f39354d8082a",
 }
 # What another CPU would pick, simulated here: instruction-set limits, thread counts, MKL paths.
 # "threads" is the thread count the backend starts with, as on a machine with that many cores.
@@ -40,7 +40,8 @@ DIFFERENT_UNPINNED = {
     "torch": ({"ATEN_CPU_CAPABILITY": "default"}, {"ATEN_CPU_CAPABILITY": "avx2"}),
     "paddle": ({"MKL_CBWR": "COMPATIBLE"}, {"MKL_CBWR": "AVX2", "MKL_DEBUG_CPU_TYPE": "5"}),
 }
-OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/train_log.csv",
+OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
+           "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/accuracy.tsv",
            "metrics/eval.json", "metrics/roc.csv", "metrics/confusion.csv"]
 
 

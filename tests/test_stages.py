@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imdb_fixture import member_info, write_archive
-from project import make_repo, set_params
+from project import epochs, make_repo, set_params
 
 
 def reviews_archive(path, reviews):
@@ -98,16 +98,16 @@ def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
     set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25})
     repo.run("dvc", "repro", "train")
     train = repo.json("metrics/train.json")
-    header, *rows = [line.split(",") for line in (repo.path / "metrics/train_log.csv").read_text().splitlines()]
-    assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
-    assert train["epochs_run"] == len(rows) <= 25
-    val_losses = [float(row[3]) for row in rows]
+    figures, steps = epochs(repo.path)
+    assert sorted(figures) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert train["epochs_run"] == len(steps) <= 25 and steps == list(range(1, len(steps) + 1))
+    val_losses = figures["val_loss"]
     assert train["val_loss"] == min(val_losses)
     assert train["best_epoch"] == 1 + val_losses.index(min(val_losses))
-    assert len(rows) < 25, "the tiny data overfits, so early stopping ends the run"
-    assert len(rows) - train["best_epoch"] == 2  # `patience` epochs without a better validation loss
-    kept = rows[train["best_epoch"] - 1]
-    assert (train["loss"], train["accuracy"]) == (float(kept[1]), float(kept[2])), "the kept epoch's figures"
+    assert len(steps) < 25, "the tiny data overfits, so early stopping ends the run"
+    assert len(steps) - train["best_epoch"] == 2  # `patience` epochs without a better validation loss
+    kept = train["best_epoch"] - 1
+    assert (train["loss"], train["accuracy"]) == (figures["loss"][kept], figures["accuracy"][kept]), "the kept epoch's"
     # The saved weights are the best epoch's: a run that ends at that epoch (training is deterministic) has them.
     with np.load(repo.path / "data/model/weights.npz") as saved:
         early_stopped = [saved[name] for name in sorted(saved.files, key=int)]
@@ -210,15 +210,15 @@ def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epoch
     vectors = np.load(repo.path / "data/pretrained/vectors.npy")
     with np.load(repo.path / "data/model/weights.npz") as weights:
         assert np.array_equal(weights["0"], vectors)
-    frozen_log = (repo.path / "metrics/train_log.csv").read_text().splitlines()
+    frozen_log = epochs(repo.path)[0]
 
     set_params(repo.path / "params.yaml", {"epochs": 6})
     repo.run("dvc", "repro", "train")
     with np.load(repo.path / "data/model/weights.npz") as weights:
         assert np.abs(weights["0"] - vectors).max() > 1e-3, "the epochs after frozen_epochs tuned the embedding"
-    log = (repo.path / "metrics/train_log.csv").read_text().splitlines()
-    assert log[:3] == frozen_log
-    assert float(log[-1].split(",")[1]) < 0.5, "the model learned"
+    log = epochs(repo.path)[0]
+    assert {name: values[:2] for name, values in log.items()} == frozen_log
+    assert log["loss"][-1] < 0.5, "the model learned"
 
     set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 10})  # early stopping's copy of the
     repo.run("dvc", "repro", "train")                                           # best weights, beside the thaw
@@ -274,7 +274,7 @@ def unshare_works():
 def test_a_full_disk_is_one_error_line_and_leaves_nothing_half_written(repo):
     repo.run("dvc", "repro", "prepare")
     set_params(repo.path / "params.yaml", {"epochs": 1})
-    (repo.path / "metrics").mkdir(exist_ok=True)  # metrics/ on a one-page disk: train_log.csv fits, train.json not
+    (repo.path / "metrics").mkdir(exist_ok=True)  # metrics/ on a one-page disk: dvclive's first file fits, no more
     full = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs metrics && "
                            f"exec {sys.executable} -m stages.train"], cwd=repo.path, env=repo.env,
                           capture_output=True, text=True, timeout=600)

@@ -1,0 +1,61 @@
+"""Resumable training: a killed train resumes after its last whole epoch and ends with the same bytes."""
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from project import make_repo, set_params
+
+# Held-out validation (early stopping's best weights in the checkpoint) and dropout (the backend's RNG).
+RESUMABLE = {"epochs": 6, "validation": 0.5, "patience": 10, "model": {"dropout": 0.3}}
+OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
+           "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/val_loss.tsv"]
+
+
+def outputs(repo):
+    return {name: (repo.path / name).read_bytes() for name in OUTPUTS}
+
+
+def kill_after_epoch(repo, epoch):
+    """Start train alone and SIGKILL it once it has logged `epoch` whole epochs: no handler runs."""
+    train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in train.stderr:
+        if line.startswith(f"epoch {epoch}/"):
+            train.send_signal(signal.SIGKILL)
+            break
+    else:
+        pytest.fail("train ended before it was killed")
+    train.wait(timeout=60)
+    train.stderr.close()
+    assert train.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("backend", ["torch", "paddle"])
+def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp_path, backend):
+    repo = make_repo(tmp_path, backend=backend)
+    set_params(repo.path / "params.yaml", RESUMABLE)
+    repo.run("dvc", "repro", "prepare", "pretrain")
+    kill_after_epoch(repo, 2)
+    assert (repo.path / ".checkpoints/train/state.json").exists()
+    resumed = repo.run("dvc", "repro", "train")
+    assert "resuming after epoch 2" in resumed.stderr and "epoch 1/" not in resumed.stderr
+    assert not (repo.path / ".checkpoints/train").exists(), "a finished run removes its checkpoint"
+    after_resume = outputs(repo)
+    uninterrupted = repo.run("dvc", "repro", "--force", "train")
+    assert "resuming" not in uninterrupted.stderr
+    assert outputs(repo) == after_resume
+
+
+def test_a_checkpoint_made_for_other_params_is_ignored(tmp_path):
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", RESUMABLE)
+    repo.run("dvc", "repro", "prepare", "pretrain")
+    kill_after_epoch(repo, 2)
+    set_params(repo.path / "params.yaml", {"lr": 0.02})
+    other = repo.run("dvc", "repro", "train")
+    assert "resuming" not in other.stderr and "epoch 1/" in other.stderr
+    from_other_params = outputs(repo)
+    repo.run("dvc", "repro", "--force", "train")
+    assert outputs(repo) == from_other_params
