@@ -74,7 +74,7 @@ def main():
             if epoch == first_epoch or (use and epoch == frozen_epochs + 1):
                 lr = params["pretrain"]["fine_tune_lr"] if use and not frozen else params["lr"]
                 step = make_step(tlx, net, loss_fn, trainable, lr, frozen)
-                if saved and epoch == first_epoch and frozen == (use and state["epoch"] <= frozen_epochs):
+                if saved and epoch == first_epoch:
                     backend.restore_optimizer(step, dict(zip(state["optimizer"], arrays["optimizer"])))
             desc = f"epoch {epoch}/{params['epochs']}" + (" (embedding frozen)" if frozen else "")
             epoch_start = time.perf_counter()
@@ -95,7 +95,8 @@ def main():
                     best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
                 stop = epoch - best["best_epoch"] >= patience
             if not stop and epoch < params["epochs"]:
-                keep_checkpoint(made_for, log, rng, best, step, net, tlx)
+                # after the last frozen epoch the next one starts a fresh optimizer: none to keep
+                keep_checkpoint(made_for, log, rng, best, None if use and epoch == frozen_epochs else step, net, tlx)
             log_epoch(live, log[-1], held_out is not None)
             log_line(f"{desc}: loss {loss:.4f}, accuracy {accuracy:.4f}" + (
                 f", validation loss {log[-1][3]:.4f}" if held_out is not None else "")
@@ -121,7 +122,7 @@ def main():
 
 def keep_checkpoint(made_for, log, rng, best, step, net, tlx):
     """What the epoch after log[-1]'s needs, for a run that resumes after a kill."""
-    optimizer = backend.optimizer_state(step)
+    optimizer = backend.optimizer_state(step) if step else {}
     save_checkpoint({"fingerprint": made_for, "epoch": log[-1][0], "log": log, "rng": rng.bit_generator.state,
                      "optimizer": list(optimizer), "best": best and {k: v for k, v in best.items() if k != "weights"}},
                     {"weights": [tlx.convert_to_numpy(w) for w in net.all_weights],

@@ -59,3 +59,14 @@ def test_a_checkpoint_made_for_other_params_is_ignored(tmp_path):
     from_other_params = outputs(repo)
     repo.run("dvc", "repro", "--force", "train")
     assert outputs(repo) == from_other_params
+
+
+def test_a_run_killed_as_the_embedding_thaws_resumes_with_a_fresh_optimizer(tmp_path):
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {**RESUMABLE, "pretrain": {"use": True, "frozen_epochs": 2}})
+    repo.run("dvc", "repro", "prepare", "pretrain")
+    kill_after_epoch(repo, 2)  # the last frozen epoch: epoch 3 tunes everything, with a new optimizer
+    assert "resuming after epoch 2" in repo.run("dvc", "repro", "train").stderr
+    after_resume = outputs(repo)
+    repo.run("dvc", "repro", "--force", "train")
+    assert outputs(repo) == after_resume
