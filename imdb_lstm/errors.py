@@ -37,6 +37,8 @@ def run_stage(main, lock=True):
     With `lock`, one stage runs at a time in a checkout: a second one refuses, naming the first."""
     # SIGTERM (a killed `dvc repro`, a CI timeout) unwinds like Ctrl-C, so temporary files are removed.
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         with _one_stage_at_a_time() if lock else contextlib.nullcontext():
             main()
@@ -77,5 +79,18 @@ def _one_stage_at_a_time():
         yield
 
 
+_interrupted = False
+
+
 def _interrupt(signum, frame):
+    global _interrupted
+    _interrupted = True
     raise KeyboardInterrupt
+
+
+def check_interrupted():
+    """Raise KeyboardInterrupt again if a stop signal came: the one the handler raised is lost when it
+    lands in code that catches everything (tlx and its helpers have bare excepts), and then work must
+    neither go on nor publish an output."""
+    if _interrupted:
+        raise KeyboardInterrupt

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_lstm.errors import PipelineError
+from imdb_lstm.errors import PipelineError, check_interrupted
 
 
 @contextlib.contextmanager
@@ -25,6 +25,7 @@ def atomic_path(path):
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
     try:
         yield Path(tmp)
+        check_interrupted()
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -74,6 +75,7 @@ def atomic_dir(path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        check_interrupted()
         tmp.chmod(0o755)  # mkdtemp makes 0700
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)

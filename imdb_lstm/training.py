@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from imdb_lstm import backend
-from imdb_lstm.errors import PipelineError
+from imdb_lstm.errors import PipelineError, check_interrupted
 from imdb_lstm.text import trim_padding
 
 
@@ -43,6 +43,7 @@ def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
     """One pass over `batches` of the data; returns (mean loss, accuracy)."""
     loss_fn.correct, total_loss, seen = 0, 0.0, 0
     for batch in batches:
+        check_interrupted()
         rows = trim_padding(ids[batch]) if trim else ids[batch]
         loss = float(step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch])))
         if not math.isfinite(loss):

@@ -59,3 +59,17 @@ def test_progress_bars_draw_on_a_terminal_only(monkeypatch, capsys):
         err = capsys.readouterr().err
         assert ("epoch 1/1: 100%" in err) is drawn
         assert ("epoch 1/1: loss 0.5" in err) is not drawn, "a log gets one line instead"
+
+
+def test_an_interrupt_that_was_swallowed_still_stops_an_output_from_being_published(tmp_path, monkeypatch):
+    from imdb_lstm import errors
+    from imdb_lstm.files import atomic_dir, atomic_path
+
+    monkeypatch.setattr(errors, "_interrupted", True)  # a stop signal whose KeyboardInterrupt was caught
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "out.json") as tmp:
+            tmp.write_text("{}")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "weights.npz").write_bytes(b"")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
