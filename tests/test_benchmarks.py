@@ -35,3 +35,14 @@ def test_quick_benchmark_runs_every_measure(tmp_path):
         if "÷" in row:
             ratio = float(row.split("|")[2].split()[0])
             assert 0.2 < ratio < 5, row  # both sides ran the same work
+
+
+def test_the_mutation_run_selects_test_files_that_exist_and_call_the_package_in_process():
+    import configparser
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    selected = config["mutmut"]["pytest_add_cli_args_test_selection"].split()
+    assert selected and config["mutmut"]["source_paths"] == "imdb_lstm/"
+    for test_file in selected:
+        text = (ROOT / test_file).read_text()
+        assert "from imdb_lstm" in text, f"{test_file} does not call imdb_lstm in-process"

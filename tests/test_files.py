@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from imdb_lstm.errors import PipelineError
-from imdb_lstm.files import atomic_dir, atomic_path, write_json, write_npz
+from imdb_lstm.files import atomic_dir, atomic_path, sha256_file, write_json, write_npz
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -19,6 +19,17 @@ def test_a_metric_that_is_not_finite_is_never_written(tmp_path, bad):
     assert json.loads(path.read_text()) == {"loss": 0.5} and os.listdir(tmp_path) == ["train.json"]
 
 
+def test_metrics_files_are_sorted_indented_json_ending_in_a_newline(tmp_path):
+    write_json(tmp_path / "eval.json", {"roc_auc": 0.9, "accuracy": 0.5, "confusion": [1, 2]})
+    # the layout is part of the committed files' bytes: dvc.lock, git diffs and the golden hashes
+    assert (tmp_path / "eval.json").read_text() == (
+        '{\n  "accuracy": 0.5,\n  "confusion": [\n    1,\n    2\n  ],\n  "roc_auc": 0.9\n}\n')
+    with pytest.raises(PipelineError, match="a value is not a finite number"):  # not at the top level
+        write_json(tmp_path / "eval.json", {"per_epoch": [math.nan]})
+    with pytest.raises(PipelineError, match=r"eval.json: accuracy, loss is not a finite number"):
+        write_json(tmp_path / "eval.json", {"loss": math.nan, "accuracy": math.inf, "reviews": 3, "ok": 0.5})
+
+
 def test_weights_files_are_the_same_bytes_whenever_they_are_written(tmp_path, monkeypatch):
     arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.float32)]
     write_npz(tmp_path / "a.npz", arrays)
@@ -27,6 +38,26 @@ def test_weights_files_are_the_same_bytes_whenever_they_are_written(tmp_path, mo
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     with np.load(tmp_path / "b.npz", allow_pickle=False) as saved:
         assert [saved[str(i)].tolist() for i in range(2)] == [a.tolist() for a in arrays]
+    # and the same bytes on any machine and any day: data/model's hash in dvc.lock depends on them
+    assert sha256_file(tmp_path / "a.npz") == "2d95f55a2bd5a8beadf90cb136a69430fcf01f35101a238b1a566ab319641426"
+    with pytest.raises(ValueError, match="allow_pickle"):
+        write_npz(tmp_path / "c.npz", [np.array([{"a": 1}], dtype=object)])
+
+
+def test_leftovers_of_a_killed_write_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "model"
+    (tmp_path / ".model.abc.tmp").mkdir()
+    (tmp_path / ".model.abc.tmp" / "weights.npz").write_text("half")
+    (tmp_path / ".model.def.tmp").write_text("half")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("a user's file")
+    (tmp_path / ".model.ghi.tmp").symlink_to(elsewhere)  # a link is removed, never what it points to
+    (tmp_path / ".other.abc.tmp").write_text("another output's")
+    with atomic_dir(target) as tmp:
+        (tmp / "weights.npz").write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.abc.tmp", "elsewhere", "model"]
+    assert (elsewhere / "keep").read_text() == "a user's file"
 
 
 @pytest.mark.parametrize("kind", ["file", "folder"])
@@ -59,6 +90,12 @@ def test_progress_bars_draw_on_a_terminal_only(monkeypatch, capsys):
         err = capsys.readouterr().err
         assert ("epoch 1/1: 100%" in err) is drawn
         assert ("epoch 1/1: loss 0.5" in err) is not drawn, "a log gets one line instead"
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # a terminal with bars turned off gets the log lines
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress.bar(total=3, desc="epoch 1/1") as bar:
+        bar.update(3)
+    progress.log_line("epoch 1/1: loss 0.5")
+    assert capsys.readouterr().err == "epoch 1/1: loss 0.5\n"
 
 
 def test_an_interrupt_that_was_swallowed_still_stops_an_output_from_being_published(tmp_path, monkeypatch):

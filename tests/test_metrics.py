@@ -15,6 +15,12 @@ def cases():
     yield "ties", labels, np.stack([np.zeros(500), coarse], axis=1)
     yield "all predicted positive", labels, np.stack([np.zeros(500), np.ones(500) + rng.random(500)], axis=1)
     yield "unbalanced", (rng.random(500) < 0.1).astype(int), rng.normal(size=(500, 2))
+    # edge counts, where a wrong guard against dividing by zero shows: no review predicted positive
+    # (precision = recall = 0), and one positive review, the one predicted positive (both exactly 1)
+    yield "none predicted positive", labels, np.stack([np.ones(500), rng.random(500)], axis=1)
+    one = np.zeros(50, dtype=int)
+    one[7] = 1
+    yield "one positive", one, np.stack([np.zeros(50), np.where(one == 1, 2.0, -rng.random(50))], axis=1)
 
 
 @pytest.mark.parametrize("name, labels, logits", list(cases()), ids=[c[0] for c in cases()])
@@ -23,7 +29,8 @@ def test_metrics_match_scikit_learn(name, labels, logits):
     probability = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
     expected = {"accuracy": sk.accuracy_score(labels, predicted),
                 "precision": sk.precision_score(labels, predicted, zero_division=0),
-                "recall": sk.recall_score(labels, predicted), "f1": sk.f1_score(labels, predicted),
+                "recall": sk.recall_score(labels, predicted),
+                "f1": sk.f1_score(labels, predicted, zero_division=0),
                 "roc_auc": sk.roc_auc_score(labels, probability),
                 "loss": sk.log_loss(labels, np.stack([1 - probability, probability], axis=1))}
     assert (predicted == logits.argmax(axis=1)).all()
@@ -33,6 +40,8 @@ def test_metrics_match_scikit_learn(name, labels, logits):
     np.testing.assert_allclose(fpr, sk_fpr, atol=1e-12)
     np.testing.assert_allclose(tpr, sk_tpr, atol=1e-12)
     assert metrics["reviews"] == len(labels)
+    # eval.json carries 6 decimals: enough to compare runs, short enough to read
+    assert all(round(value, 6) == value for value in metrics.values())
 
 
 def test_loss_and_accuracy_of_known_logits():

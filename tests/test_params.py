@@ -83,6 +83,17 @@ def test_a_typo_is_refused_with_a_suggestion(tmp_path, key, suggestion):
     assert f"unknown key '{key}'; did you mean '{suggestion}'?" in str(error.value)
 
 
+def test_an_unknown_key_lists_the_allowed_ones_and_a_section_must_be_a_mapping(tmp_path):
+    path = write(tmp_path, with_change("model.zzz", 1))
+    with pytest.raises(PipelineError) as error:
+        load_params(path)
+    assert str(error.value) == (f"{path}: unknown key 'model.zzz' (allowed: embedding_dim, hidden_size, "
+                                "bidirectional, num_layers, pooling, dropout, trim_padding)")
+    with pytest.raises(PipelineError) as error:
+        load_params(write(tmp_path, with_change("data", [1, 2])))
+    assert str(error.value) == f"{path}: data must be a mapping of keys to values"
+
+
 def test_an_integer_learning_rate_is_read_as_a_float(tmp_path):
     assert load_params(write(tmp_path, with_change("lr", 1)))["lr"] == 1.0
 
@@ -90,7 +101,10 @@ def test_an_integer_learning_rate_is_read_as_a_float(tmp_path):
 def test_a_file_that_is_not_a_mapping_or_not_yaml_is_refused(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("- just\n- a list\n")
-    with pytest.raises(PipelineError, match="must be a mapping"):
+    with pytest.raises(PipelineError, match="params.yaml: the file must be a mapping"):
+        load_params(path)
+    path.write_bytes(b"epochs: \xff\n")
+    with pytest.raises(PipelineError, match="params.yaml is not UTF-8 text"):
         load_params(path)
     path.write_text("epochs: [1,\n")
     with pytest.raises(PipelineError, match="not valid YAML"):
@@ -107,16 +121,22 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
 
 
 @pytest.mark.parametrize("changes, expected", [
-    ({"model.pooling": "last", "data.pad": "post"}, "'model.pooling' last reads the LSTM's last step"),
+    ({"model.pooling": "last", "data.pad": "post"}, "'model.pooling' last reads the LSTM's last step, which "
+     "'data.pad' post fills with padding: set data.pad to pre, or choose another pooling"),
     ({"model.embedding_dim": 64, "data.vocab_size": 64, "pretrain.use": True},
-     "'model.embedding_dim' 64 with pretrain.use must be below 'data.vocab_size'"),
+     "'model.embedding_dim' 64 with pretrain.use must be below 'data.vocab_size' (64): raise the vocabulary "
+     "or narrow the embedding"),
 ])
 def test_rules_across_keys_are_checked(tmp_path, changes, expected):
     params = DEFAULTS
     for key, value in changes.items():
         params = with_change(key, value, params)
-    with pytest.raises(PipelineError, match=expected):
+    with pytest.raises(PipelineError) as error:
         load_params(write(tmp_path, params))
+    assert str(error.value) == f"{tmp_path / 'params.yaml'}: {expected}"
+    # each rule needs both of its keys: either one alone is fine
+    for key, value in changes.items():
+        load_params(write(tmp_path, with_change(key, value)))
 
 
 def test_messages_quote_at_most_200_characters_of_a_value(tmp_path):
@@ -137,3 +157,5 @@ def test_alias_bombs_and_huge_files_are_refused_before_they_cost_memory(tmp_path
     path.write_text("# padding\n" * 10_000)
     with pytest.raises(PipelineError, match="over 64 KB"):
         load_params(path)
+    path.write_text(yaml.safe_dump(DEFAULTS).ljust(1 << 16, "\n"))  # exactly the limit is still read
+    assert load_params(path) == load_params(ROOT / "params.yaml")

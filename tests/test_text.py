@@ -31,9 +31,17 @@ def test_processes_side_by_side_give_the_same_corpus():
 def test_corpus_ids_mark_words_outside_the_list_and_round_trip_through_a_file(tmp_path):
     ids, offsets = corpus_ids(["a zzz", "", "c"], ["c", "b", "a"])
     assert ids.tolist() == [2, -1, 0] and offsets.tolist() == [0, 2, 2, 3]
+    assert ids.dtype == np.int32  # data/tokens' format: 12 M words, half the bytes of int64
     save_corpus(tmp_path / "split.npz", ids, offsets, np.array([1, 0, 1]))
     loaded = load_corpus(tmp_path / "split.npz")
     assert [a.tolist() for a in loaded] == [[2, -1, 0], [0, 2, 2, 3], [1, 0, 1]]
+
+
+def test_a_corpus_file_holding_pickled_objects_is_refused(tmp_path):
+    arrays = {"0": np.array([{"not": "numbers"}], dtype=object), "1": np.zeros(2), "2": np.zeros(1)}
+    np.savez(tmp_path / "split.npz", **arrays)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_corpus(tmp_path / "split.npz")
 
 
 def reference_row(tokens, words, seq_len, truncate, pad):
