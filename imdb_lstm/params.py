@@ -5,11 +5,12 @@ from pathlib import Path
 
 import yaml
 
+from imdb_lstm.backends import NAMES
 from imdb_lstm.errors import PipelineError, quote
 
 MAX_BYTES = 1 << 16  # the project's params.yaml is about 2 KB
 
-BACKENDS = ("torch", "paddle")
+BACKENDS = NAMES  # imdb_lstm/backends/: one module per backend
 POOLINGS = ("mean", "masked_mean", "max", "masked_mean_max", "last")  # see imdb_lstm/model.py
 DEVICES = ("cpu", "gpu", "auto")
 

@@ -56,7 +56,12 @@ def main():
     patience = params["patience"]
     log, best, first_epoch, start = [], None, 1, time.perf_counter()
     made_for = fingerprint(params, [*INPUTS, Path(__file__)], backend.version())
-    saved = load_checkpoint(made_for)
+    # a run resumes with an uninterrupted run's bits only if dropout's generator can be put back
+    resumable = not params["model"]["dropout"] or backend.rng_state() is not None
+    if not resumable:
+        log_line(f"no checkpoints: {params['backend']} cannot save dropout's random generator, so a stopped run "
+                 "starts again from epoch 1")
+    saved = load_checkpoint(made_for) if resumable else None
     if saved:
         state, arrays = saved
         tlx.files.assign_weights(arrays["weights"], net)
@@ -94,7 +99,7 @@ def main():
                     weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
                     best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
                 stop = epoch - best["best_epoch"] >= patience
-            if not stop and epoch < params["epochs"]:
+            if resumable and not stop and epoch < params["epochs"]:
                 # after the last frozen epoch the next one starts a fresh optimizer: none to keep
                 keep_checkpoint(made_for, log, rng, best, None if use and epoch == frozen_epochs else step, net, tlx)
             log_epoch(live, log[-1], held_out is not None)

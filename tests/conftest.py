@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 import sys
@@ -28,3 +29,19 @@ def run_backend(backend, code, without=(), timeout=300):
 @pytest.fixture
 def backend_run():
     return run_backend
+
+
+# Every backend; torch and paddle come with requirements.txt, the others with their own file
+# (README). A test of a backend that is not installed is skipped, saying what to install.
+BACKENDS = ("torch", "paddle", "tensorflow")
+OPTIONAL = {"tensorflow": "requirements-tensorflow.txt"}
+
+
+def require(backend):
+    if backend in OPTIONAL and importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed: pip install -r {OPTIONAL[backend]}")
+
+
+@pytest.fixture
+def installed_backends():
+    return [b for b in BACKENDS if b not in OPTIONAL or importlib.util.find_spec(b) is not None]

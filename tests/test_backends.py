@@ -1,47 +1,71 @@
-"""torch and paddle run the same model: same weights give the same logits, saved weights cross over."""
+"""Every backend runs the same model: same weights give the same logits, saved weights cross over."""
 import numpy as np
 import pytest
 
+from conftest import BACKENDS, require
+from imdb_lstm import backends
+from imdb_lstm.errors import PipelineError
+
+
+def test_one_dispatch_refuses_an_unknown_backend_and_names_the_file_that_installs_a_missing_one(monkeypatch):
+    with pytest.raises(PipelineError, match="unknown backend 'mxnet': use one of torch, paddle, tensorflow"):
+        backends.get("mxnet")
+    require("tensorflow")
+    entry = backends.get("tensorflow")
+    monkeypatch.setattr(entry, "PACKAGE", "tensorflow_not_installed_here")  # as if never installed
+    with pytest.raises(PipelineError) as error:
+        backends.get("tensorflow")
+    assert str(error.value) == "backend tensorflow is not installed: pip install -r requirements-tensorflow.txt"
+
 TRAIN_AND_SAVE = """
 from imdb_lstm.model import SentimentLSTM, predict_logits, save_model
-backend.seed(0)
-rng = np.random.default_rng(0)
-ids = rng.integers(2, 50, (64, 12))
-labels = (ids[:, -3:] >= 26).sum(axis=1) >= 2  # learnable from the last words
-net = SentimentLSTM(50, 8, 8, **OPTIONS)
-step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, tlx.losses.softmax_cross_entropy_with_logits),
-                              tlx.optimizers.Adam(lr=0.02), net.trainable_weights)
-net.set_train()
-for _ in range(40):
-    step(tlx.convert_to_tensor(ids), tlx.convert_to_tensor(labels.astype(np.int64)))
-net.set_eval()
-save_model(net, FOLDER, vocabulary=None)
-np.save(FOLDER / "ids.npy", ids)
-np.save(FOLDER / "logits.npy", predict_logits(net, ids))
+for name, options in OPTIONS.items():
+    backend.seed(0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(2, 50, (64, 12))
+    labels = (ids[:, -3:] >= 26).sum(axis=1) >= 2  # learnable from the last words
+    net = SentimentLSTM(50, 8, 8, **options)
+    step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, tlx.losses.softmax_cross_entropy_with_logits),
+                                  tlx.optimizers.Adam(lr=0.02), net.trainable_weights)
+    net.set_train()
+    for _ in range(40):
+        step(tlx.convert_to_tensor(ids), tlx.convert_to_tensor(labels.astype(np.int64)))
+    net.set_eval()
+    folder = FOLDER / BACKEND / name
+    folder.mkdir(parents=True)
+    save_model(net, folder, vocabulary=None)
+    np.save(folder / "ids.npy", ids)
+    np.save(folder / "logits.npy", predict_logits(net, ids))
 """
 
 LOAD_AND_PREDICT = """
 from imdb_lstm.model import load_model, predict_logits
-np.save(FOLDER / "logits_reloaded.npy", predict_logits(load_model(FOLDER), np.load(FOLDER / "ids.npy")))
+for folder in FOLDER.glob("*/*"):
+    logits = predict_logits(load_model(folder), np.load(folder / "ids.npy"))
+    np.save(folder / f"logits_on_{BACKEND}.npy", logits)
 """
 
 
 LARGER = {"bidirectional": True, "num_layers": 2, "pooling": "masked_mean_max", "dropout": 0.3}
+OPTIONS = {"tutorial": {}, "larger": LARGER, "max": {"pooling": "max"}, "last": {"pooling": "last"}}
 
 
-@pytest.mark.parametrize("options", [{}, LARGER, {"pooling": "max"}, {"pooling": "last"}],
-                         ids=["tutorial", "larger", "max", "last"])
-@pytest.mark.parametrize("trained_on, loaded_on", [("torch", "paddle"), ("paddle", "torch")])
-def test_weights_saved_on_one_backend_predict_the_same_on_the_other(tmp_path, backend_run, trained_on, loaded_on,
-                                                                      options):
-    folder = f"from pathlib import Path\nFOLDER = Path({str(tmp_path)!r})\nOPTIONS = {options!r}\n"
-    for backend, code in ((trained_on, TRAIN_AND_SAVE), (loaded_on, LOAD_AND_PREDICT)):
-        result = backend_run(backend, folder + code)
-        assert result.returncode == 0, result.stderr
-    logits, reloaded = np.load(tmp_path / "logits.npy"), np.load(tmp_path / "logits_reloaded.npy")
-    assert np.abs(logits).max() > 0.5, "the model learned something, so labels are not ties"
-    np.testing.assert_allclose(reloaded, logits, atol=1e-4)
-    assert (reloaded.argmax(1) == logits.argmax(1)).all()
+def test_weights_saved_on_any_backend_predict_the_same_on_every_other(tmp_path, backend_run, installed_backends):
+    """Parity: every model option, trained on each backend, scores the same on every backend."""
+    header = f"from pathlib import Path\nFOLDER = Path({str(tmp_path)!r})\nOPTIONS = {OPTIONS!r}\n"
+    for code in (TRAIN_AND_SAVE, LOAD_AND_PREDICT):
+        for backend in installed_backends:
+            result = backend_run(backend, header + f"BACKEND = {backend!r}\n" + code)
+            assert result.returncode == 0, result.stderr
+    for trained_on in installed_backends:
+        for name in OPTIONS:
+            folder = tmp_path / trained_on / name
+            logits = np.load(folder / "logits.npy")
+            assert np.abs(logits).max() > 0.5, "the model learned something, so labels are not ties"
+            for loaded_on in installed_backends:
+                reloaded = np.load(folder / f"logits_on_{loaded_on}.npy")
+                np.testing.assert_allclose(reloaded, logits, atol=1e-4, err_msg=f"{trained_on} -> {loaded_on}, {name}")
+                assert (reloaded.argmax(1) == logits.argmax(1)).all()
 
 
 ALONE_AND_TOGETHER = """
@@ -60,8 +84,9 @@ np.save(FOLDER / "padded.npy", tlx.convert_to_numpy(net(tlx.convert_to_tensor(id
 """
 
 
-@pytest.mark.parametrize("backend", ["torch", "paddle"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_with_trim_padding_a_review_scores_the_same_alone_as_in_any_batch(tmp_path, backend_run, backend):
+    require(backend)
     result = backend_run(backend, f"from pathlib import Path\nFOLDER = Path({str(tmp_path)!r})\n" + ALONE_AND_TOGETHER)
     assert result.returncode == 0, result.stderr
     together, alone, padded = (np.load(tmp_path / f"{name}.npy") for name in ("together", "alone", "padded"))

@@ -1,6 +1,8 @@
 """Each tlx fix in imdb_lstm/compat.py: the behaviour works with it and breaks without it."""
 import pytest
 
+from conftest import require
+
 # fix name → (backend, code that needs the fix, what the failure without it says, fixes that need it)
 FIXES = {
     "_skip_torchvision_box_ops": ("torch", "pass", "No module named 'torchvision'"),
@@ -153,9 +155,24 @@ for backend in ("torch", "paddle"):
     FIXES[f"_set_train_recursively[{backend}]"] = (backend, EVAL_MODE, "dropout is still on")
 
 
+TF_BIDIRECTIONAL = """
+import tensorflow as tf
+backend.seed(0)
+lstm = tlx.nn.LSTM(4, 3, bidirectional=True, batch_first=True)
+x = tf.constant(np.random.default_rng(0).normal(size=(5, 7, 4)), dtype=tf.float32)
+alone = lstm(x[:1])[0].numpy()
+# the backward direction reads time backwards: at the last step it has seen only the last word
+changed = lstm(tf.concat([x[:1, :-1] + 1, x[:1, -1:]], axis=1))[0].numpy()
+assert np.allclose(changed[:, -1, 3:], alone[:, -1, 3:], atol=1e-6), "the backward direction is not reversed"
+assert not np.allclose(changed[:, -1, :3], alone[:, -1, :3], atol=1e-6)
+"""
+FIXES["_run_lstm_as_compiled_scans[tensorflow]"] = ("tensorflow", TF_BIDIRECTIONAL, "not reversed")
+
+
 @pytest.mark.parametrize("fix", FIXES)
 def test_the_fix_is_needed_and_works(fix, backend_run):
     backend, code, failure, *dependents = FIXES[fix]
+    require(backend)
     fixed = backend_run(backend, code)
     assert fixed.returncode == 0, fixed.stderr
     broken = backend_run(backend, code, without=[fix.split("[")[0], *dependents])

@@ -42,7 +42,7 @@ try:
     runpy.run_module(sys.argv[1], run_name="__main__")
 finally:
     modules = {m for m in set(sys.modules) - before if m.split(".")[0] in ("imdb_lstm", "stages") and "." in m}
-    modules |= {sys.argv[1], "imdb_lstm.errors"} | ({"imdb_lstm.params"} if loaded else set())
+    modules |= {sys.argv[1], "imdb_lstm.errors"} | ({"imdb_lstm.params", "imdb_lstm.backends"} if loaded else set())
     # a section read whole (e.g. passed on with **) counts as read; one read key by key does not
     whole = {s for s in sections if not any(r.startswith(s + ".") for r in reads)}
     print(json.dumps({"modules": sorted(modules), "params": sorted(reads | whole)}))
@@ -70,8 +70,12 @@ def recorded(tmp_path_factory):
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_each_stage_lists_the_code_it_imports(recorded, stage):
     code = sorted(dep for dep in STAGES[stage]["deps"] if dep.endswith(".py"))
-    imported = sorted(module.replace(".", "/") + ".py" for module in recorded[stage]["modules"])
-    assert code == imported
+    imported = {module.replace(".", "/") + ("/__init__.py" if (ROOT / module.replace(".", "/")).is_dir() else ".py")
+                for module in recorded[stage]["modules"]}
+    backends = {f"imdb_lstm/backends/{path.name}" for path in (ROOT / "imdb_lstm/backends").glob("*.py")}
+    if imported & (backends - {"imdb_lstm/backends/__init__.py"}):  # one backend ran; params.yaml picks which
+        imported |= backends
+    assert code == sorted(imported)
 
 
 @pytest.mark.parametrize("stage", list(STAGES))

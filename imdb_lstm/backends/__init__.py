@@ -1,0 +1,43 @@
+"""Everything that differs between TensorLayerX's backends: one module per backend, each with the same
+few names (the interface below), and `get(name)`, the one dispatch, which refuses an unknown name and
+says what to install for a known one that is missing. Adding a backend is a new module here, its name
+in NAMES, and its fixes in imdb_lstm/compat.py.
+
+Each module defines:
+  PACKAGE, REQUIREMENTS       the framework's import name; the file that installs it
+  KERNELS                     environment variables that pin its CPU kernels (imdb_lstm/kernels.py)
+  before_import(), after_import(tlx), pin_threads()
+  has_gpu(), use_device(gpu)  where new tensors live
+  deterministic()             ask for run-to-run deterministic kernels (after tlx.set_seed)
+  set_trainable(weight, on), no_grad()
+  optimizer_state(optimizer), load_optimizer_state(tlx, optimizer, weights, state)
+                              a tlx optimizer's Adam state as {name: array} ({} before its first step)
+  rng_state(), set_rng_state(arrays)   the generator dropout draws from, as arrays (None: cannot be saved)
+"""
+import importlib
+import importlib.util
+
+from imdb_lstm.errors import PipelineError, quote
+
+NAMES = ("torch", "paddle", "tensorflow")
+
+
+def get(name):
+    """The module of backend `name`; a PipelineError for an unknown or uninstalled one."""
+    if name not in NAMES:
+        raise PipelineError(f"unknown backend {quote(name)}: use one of {', '.join(NAMES)}")
+    entry = importlib.import_module(f"imdb_lstm.backends.{name}")
+    if importlib.util.find_spec(entry.PACKAGE) is None:
+        raise PipelineError(f"backend {name} is not installed: pip install -r {entry.REQUIREMENTS}")
+    return entry
+
+
+def framework_optimizer(optimizer, kind):
+    """The torch or paddle optimizer object inside a tlx optimizer, or None before its first step."""
+    return next((v for v in vars(optimizer).values() if isinstance(v, kind)), None)
+
+
+def take_a_zero_step(tlx, optimizer, weights):
+    """tlx creates torch's and paddle's optimizer in its first gradient(): a loss of 0 creates it and gives
+    every weight a gradient of +0, what a finished step leaves (torch clears it before the next one)."""
+    optimizer.gradient(tlx.add_n([tlx.reduce_sum(w * 0) for w in weights]), weights)

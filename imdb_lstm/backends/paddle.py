@@ -1,0 +1,98 @@
+"""paddle (PaddlePaddle 3)."""
+import importlib
+
+import numpy as np
+
+from imdb_lstm import compat
+from imdb_lstm.backends import framework_optimizer, take_a_zero_step
+
+PACKAGE, REQUIREMENTS = "paddle", "requirements.txt"
+
+KERNELS = {
+    # paddle's bundled MKL (2019) gives a non-Intel CPU its generic path and an Intel one its
+    # widest: type 5 makes it treat any AVX2 CPU as an Intel AVX2 one, and CBWR=AVX2 keeps Intel
+    # CPUs with AVX-512 on that same path. Same kernels everywhere, and twice as fast on AMD.
+    "MKL_DEBUG_CPU_TYPE": "5",
+    "MKL_CBWR": "AVX2",
+    # One thread for paddle's MKL (its default) and its OpenMP kernels: with OMP_NUM_THREADS
+    # 2 to 8 a run gave other bits than with 1. One thread was also the faster on 2 cores.
+    "FLAGS_paddle_num_threads": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    # Guards: paddle's oneDNN kernels stay off (its CPU default), and capped if anything enables them.
+    "FLAGS_use_mkldnn": "0",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+
+
+def _paddle():
+    return importlib.import_module("paddle")  # not at import: KERNELS must be set first
+
+
+def before_import():
+    compat._install_fluid_standin()
+    compat._truncate_at_two_sigma()
+
+
+def after_import(tlx):
+    compat._set_train_recursively(tlx)
+    compat._remove_fluid_standin()
+    compat._pack_rnn_weights_eagerly(tlx)
+    compat._make_rnn_zero_states(tlx)
+    compat._draw_he_xavier_eagerly(tlx)
+    compat._skip_zero_weight_decay(tlx)
+    compat._let_interrupts_out_of_filter_grads()
+
+
+def pin_threads():
+    """The thread count is in KERNELS: paddle reads it at import."""
+
+
+def has_gpu():
+    return _paddle().device.cuda.device_count() > 0
+
+
+def use_device(gpu):
+    _paddle().set_device("gpu" if gpu else "cpu")
+
+
+def deterministic():
+    """tlx.set_seed seeds paddle; its CPU kernels are deterministic with the pins above."""
+
+
+def set_trainable(weight, trainable):
+    weight.stop_gradient = not trainable
+
+
+def no_grad():
+    return _paddle().no_grad()
+
+
+def optimizer_state(optimizer):
+    optimizer = framework_optimizer(optimizer, _paddle().optimizer.Optimizer)
+    if optimizer is None:
+        return {}
+    return {name: value.numpy() for name, value in optimizer.state_dict().items()}
+
+
+def load_optimizer_state(tlx, optimizer, weights, state):
+    take_a_zero_step(tlx, optimizer, weights)
+    framework_optimizer(optimizer, _paddle().optimizer.Optimizer).set_state_dict({name: _paddle().to_tensor(value) for name, value in state.items()})
+
+
+def rng_state():
+    arrays = []
+    for state in _paddle().get_rng_state():  # a few numbers, then the engine's state as text bytes
+        *numbers, engine = state.__getstate__()
+        arrays += [np.array(numbers, dtype=np.int64), np.array(engine, dtype=np.uint8)]
+    return arrays
+
+
+def set_rng_state(arrays):
+    kind = type(_paddle().get_rng_state()[0])
+    states = []
+    for numbers, engine in zip(arrays[::2], arrays[1::2]):
+        state = kind.__new__(kind)
+        state.__setstate__((*numbers.tolist(), engine.tolist()))
+        states.append(state)
+    _paddle().set_rng_state(states)

@@ -1,0 +1,86 @@
+"""tensorflow (TensorFlow 2 with Keras 3): an optional install, requirements-tensorflow.txt."""
+import contextlib
+import importlib
+
+from imdb_lstm import compat
+
+PACKAGE, REQUIREMENTS = "tensorflow", "requirements-tensorflow.txt"
+
+KERNELS = {
+    # oneDNN's kernels pick AVX2, AVX-512 or AMX by CPU; off, TF runs its Eigen kernels, built
+    # into the wheel for one instruction set, so every x86-64 CPU sums in the same order.
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # not a pin: TF's start-up notices about unused CPU instructions
+}
+THREADS = 2  # Eigen splits its work by thread count; a fixed one everywhere
+
+
+def _tf():
+    return importlib.import_module("tensorflow")  # not at import: KERNELS must be set first
+
+
+def before_import():
+    pass
+
+
+def after_import(tlx):
+    compat._run_lstm_as_compiled_scans(tlx)
+
+
+def pin_threads():
+    config = _tf().config.threading
+    config.set_intra_op_parallelism_threads(THREADS)
+    config.set_inter_op_parallelism_threads(1)
+
+
+def has_gpu():
+    return bool(_tf().config.list_physical_devices("GPU"))
+
+
+def use_device(gpu):
+    if not gpu and has_gpu():
+        _tf().config.set_visible_devices([], "GPU")
+
+
+def deterministic():
+    """The same kernel, run twice, sums in the same order. Only once seeded: then TF refuses unseeded
+    random ops, and loading a saved model (whose weights start random) seeds nothing."""
+    _tf().config.experimental.enable_op_determinism()
+
+
+def set_trainable(weight, trainable):
+    """Nothing to switch: TF takes gradients only for the weights a step lists (training.make_step
+    leaves a frozen embedding out)."""
+
+
+def no_grad():
+    return contextlib.nullcontext()  # TF records a graph only inside a GradientTape
+
+
+def _keras_optimizer(optimizer):
+    keras = importlib.import_module("keras")
+    return next((v for v in vars(optimizer).values() if isinstance(v, keras.optimizers.Optimizer)), None)
+
+
+def optimizer_state(optimizer):
+    optimizer = _keras_optimizer(optimizer)
+    if not optimizer.built:
+        return {}
+    return {str(i): variable.numpy() for i, variable in enumerate(optimizer.variables)}
+
+
+def load_optimizer_state(tlx, optimizer, weights, state):
+    optimizer = _keras_optimizer(optimizer)
+    optimizer.build(weights)
+    for i, variable in enumerate(optimizer.variables):
+        variable.assign(state[str(i)])
+
+
+def rng_state():
+    """None: TF's dropout draws from generators held inside its kernels, which no API saves or sets;
+    so on this backend train keeps no checkpoint when the model has dropout."""
+    return None
+
+
+def set_rng_state(arrays):
+    """Never called: rng_state() gives nothing to restore."""
