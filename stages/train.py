@@ -131,7 +131,7 @@ def keep_checkpoint(made_for, log, rng, best, step, net, tlx):
     save_checkpoint({"fingerprint": made_for, "epoch": log[-1][0], "log": log, "rng": rng.bit_generator.state,
                      "optimizer": list(optimizer), "best": best and {k: v for k, v in best.items() if k != "weights"}},
                     {"weights": [tlx.convert_to_numpy(w) for w in net.all_weights],
-                     "optimizer": list(optimizer.values()), "rng": backend.rng_state(),
+                     "optimizer": list(optimizer.values()), "rng": backend.rng_state() or [],
                      "best_weights": best["weights"] if best else []})
 
 

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +9,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from imdb_lstm import backends  # noqa: E402 (after the path above)
+from imdb_lstm.errors import PipelineError  # noqa: E402
 
 
 def run_backend(backend, code, without=(), timeout=300):
@@ -33,15 +35,14 @@ def backend_run():
 
 # Every backend; torch and paddle come with requirements.txt, the others with their own file
 # (README). A test of a backend that is not installed is skipped, saying what to install.
-BACKENDS = ("torch", "paddle", "tensorflow")
-OPTIONAL = {"tensorflow": "requirements-tensorflow.txt"}
+BACKENDS = backends.NAMES
 
 
 def require(backend):
-    if backend in OPTIONAL and importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed: pip install -r {OPTIONAL[backend]}")
+    if backend not in backends.installed():
+        pytest.skip(str(pytest.raises(PipelineError, backends.get, backend).value))
 
 
 @pytest.fixture
 def installed_backends():
-    return [b for b in BACKENDS if b not in OPTIONAL or importlib.util.find_spec(b) is not None]
+    return backends.installed()

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from conftest import BACKENDS, require
 from project import make_repo, set_params
 
 # Held-out validation (early stopping's best weights in the checkpoint) and dropout (the backend's RNG).
@@ -32,10 +33,13 @@ def kill_after_epoch(repo, epoch):
     assert train.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("backend", ["torch", "paddle"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp_path, backend):
+    require(backend)
     repo = make_repo(tmp_path, backend=backend)
-    set_params(repo.path / "params.yaml", RESUMABLE)
+    # tensorflow's dropout generator cannot be saved (next test): its run resumes without dropout
+    set_params(repo.path / "params.yaml", {**RESUMABLE, "model": {"dropout": 0.0}} if backend == "tensorflow"
+               else RESUMABLE)
     repo.run("dvc", "repro", "prepare", "pretrain")
     kill_after_epoch(repo, 2)
     assert (repo.path / ".checkpoints/train/state.json").exists()
@@ -46,6 +50,18 @@ def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp
     uninterrupted = repo.run("dvc", "repro", "--force", "train")
     assert "resuming" not in uninterrupted.stderr
     assert outputs(repo) == after_resume
+
+
+def test_on_tensorflow_a_model_with_dropout_keeps_no_checkpoint_and_says_so(tmp_path):
+    require("tensorflow")
+    repo = make_repo(tmp_path, backend="tensorflow")
+    set_params(repo.path / "params.yaml", RESUMABLE)
+    repo.run("dvc", "repro", "prepare", "pretrain")
+    kill_after_epoch(repo, 2)
+    assert not (repo.path / ".checkpoints/train").exists()
+    again = repo.run("dvc", "repro", "train")
+    assert "no checkpoints: tensorflow cannot save dropout's random generator" in again.stderr
+    assert "epoch 1/" in again.stderr
 
 
 def test_a_checkpoint_made_for_other_params_is_ignored(tmp_path):

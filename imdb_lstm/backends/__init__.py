@@ -27,9 +27,18 @@ def get(name):
     if name not in NAMES:
         raise PipelineError(f"unknown backend {quote(name)}: use one of {', '.join(NAMES)}")
     entry = importlib.import_module(f"imdb_lstm.backends.{name}")
-    if importlib.util.find_spec(entry.PACKAGE) is None:
+    if not _installed(entry):
         raise PipelineError(f"backend {name} is not installed: pip install -r {entry.REQUIREMENTS}")
     return entry
+
+
+def installed():
+    """The backends whose framework is installed here."""
+    return [name for name in NAMES if _installed(importlib.import_module(f"imdb_lstm.backends.{name}"))]
+
+
+def _installed(entry):
+    return importlib.util.find_spec(entry.PACKAGE) is not None
 
 
 def framework_optimizer(optimizer, kind):
