@@ -7,6 +7,17 @@ from imdb_lstm import backends
 from imdb_lstm.errors import PipelineError
 
 
+@pytest.mark.parametrize("name", backends.NAMES)
+def test_every_backend_module_has_the_whole_interface_and_nothing_imports_its_framework_early(name):
+    import importlib
+    import sys
+
+    entry = importlib.import_module(f"imdb_lstm.backends.{name}")
+    assert [item for item in backends.INTERFACE if not hasattr(entry, item)] == []
+    if name != "torch":  # the tests' own process may hold torch already
+        assert entry.PACKAGE not in sys.modules, "imported before its kernel pins could be set"
+
+
 def test_one_dispatch_refuses_an_unknown_backend_and_names_the_file_that_installs_a_missing_one(monkeypatch):
     with pytest.raises(PipelineError, match="unknown backend 'mxnet': use one of torch, paddle, tensorflow"):
         backends.get("mxnet")

@@ -3,7 +3,8 @@
 A different CPU makes the math libraries pick other kernels (oneDNN's and ATen's instruction sets,
 MKL's vendor paths) and other thread counts. Each setting below makes this machine pick what another
 one would; with the pins of imdb_lstm/kernels.py every one must give the committed hash of a tiny
-train + evaluate run. The hashes hold for the pinned torch and paddle of requirements.txt, and cover
+train + evaluate run. The hashes hold for the pinned torch and paddle of requirements.txt and tensorflow
+of requirements-tensorflow.txt, and cover
 model.json and train.json too: a change of what those files hold changes them (rerun the test and
 commit the one hash every setting gives).
 """
@@ -14,12 +15,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import BACKENDS, ROOT, require
 from project import make_project, set_params
 
 GOLDEN = {
     "torch": "49c1ba7ef35a70ec6678537b1b423e1e3550cda67db4a8904d21daf6d9796e55",
     "paddle": "7cb549418b57a3dc8f7b773d17990b887a41f046a3dcda960ba1f39354d8082a",
+    "tensorflow": "90ec74ab6ee23fcb434ab7b46eea5fca97c0e5bba9f00661a6df1d897084ea96",
 }
 # What another CPU would pick, simulated here: instruction-set limits, thread counts, MKL paths.
 # "threads" is the thread count the backend starts with, as on a machine with that many cores.
@@ -34,11 +36,15 @@ SETTINGS = {
                {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, {"MKL_CBWR": "COMPATIBLE"}, {"MKL_CBWR": "AVX512"},
                {"MKL_DEBUG_CPU_TYPE": "2"}, {"FLAGS_use_mkldnn": "1"},
                {"threads": 1}, {"threads": 2}, {"threads": 4}, {"threads": 8}],
+    "tensorflow": [{}, {"TF_ENABLE_ONEDNN_OPTS": "1"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+                   {"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+                   {"threads": 1}, {"threads": 4}, {"threads": 8}],
 }
 # Two settings that change the bits on any CPU when nothing is pinned: proof that the test can fail.
 DIFFERENT_UNPINNED = {
     "torch": ({"ATEN_CPU_CAPABILITY": "default"}, {"ATEN_CPU_CAPABILITY": "avx2"}),
     "paddle": ({"MKL_CBWR": "COMPATIBLE"}, {"MKL_CBWR": "AVX2", "MKL_DEBUG_CPU_TYPE": "5"}),
+    "tensorflow": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
 }
 OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
            "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/accuracy.tsv",
@@ -63,6 +69,8 @@ def train_and_evaluate(project, backend, setting, reproducible=True):
     start = ""
     if threads and backend == "torch":
         start = f"import torch; torch.set_num_threads({threads})\n"
+    elif threads and backend == "tensorflow":
+        setting.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
     elif threads:
         setting.update(OMP_NUM_THREADS=str(threads), FLAGS_paddle_num_threads=str(threads))
     program = start + "import runpy\nfor stage in ('train', 'evaluate'):\n" \
@@ -77,15 +85,17 @@ def train_and_evaluate(project, backend, setting, reproducible=True):
     return digest.hexdigest()
 
 
-@pytest.mark.parametrize("backend", ["torch", "paddle"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_every_cpu_setting_gives_the_committed_bits(prepared, backend):
+    require(backend)
     hashes = {str(setting): train_and_evaluate(prepared, backend, setting) for setting in SETTINGS[backend]}
     assert hashes == {setting: GOLDEN[backend] for setting in hashes}
 
 
-@pytest.mark.parametrize("backend", ["torch", "paddle"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_unpinned_kernels_change_the_bits(prepared, backend):
     """Without the pins the same settings give other bits, so the test above can fail."""
+    require(backend)
     one, other = (train_and_evaluate(prepared, backend, setting, reproducible=False)
                   for setting in DIFFERENT_UNPINNED[backend])
     assert one != other

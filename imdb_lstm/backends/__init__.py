@@ -20,6 +20,9 @@ import importlib.util
 from imdb_lstm.errors import PipelineError, quote
 
 NAMES = ("torch", "paddle", "tensorflow")
+INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "before_import", "after_import", "pin_threads", "has_gpu",
+             "use_device", "deterministic", "set_trainable", "no_grad", "optimizer_state", "load_optimizer_state",
+             "rng_state", "set_rng_state")
 
 
 def get(name):

@@ -7,9 +7,11 @@ from imdb_lstm import compat
 PACKAGE, REQUIREMENTS = "tensorflow", "requirements-tensorflow.txt"
 
 KERNELS = {
-    # oneDNN's kernels pick AVX2, AVX-512 or AMX by CPU; off, TF runs its Eigen kernels, built
-    # into the wheel for one instruction set, so every x86-64 CPU sums in the same order.
+    # TF's oneDNN ops pick AVX2, AVX-512 or AMX kernels by CPU; off, TF runs its Eigen kernels.
     "TF_ENABLE_ONEDNN_OPTS": "0",
+    # Eigen's matrix products still call oneDNN's sgemm, which picks its instruction set by CPU too:
+    # capped at AVX2, as for torch (AVX-512 gave other bits here).
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
     "TF_CPP_MIN_LOG_LEVEL": "2",  # not a pin: TF's start-up notices about unused CPU instructions
 }
 THREADS = 2  # Eigen splits its work by thread count; a fixed one everywhere
