@@ -1,5 +1,6 @@
 """From review text to fixed-length rows of word ids: tokenizer, vocabulary, padding."""
 import multiprocessing
+import os
 import re
 import signal
 
@@ -36,6 +37,8 @@ def corpus_ids(texts, words, processes=1):
 
 
 CHUNK = 2500  # texts a process tokenizes at a time
+# processes for the stages to tokenize with side by side; more than 4 gain little over reading the archive
+PROCESSES = min(os.cpu_count() or 1, 4)
 
 
 def _index_words(texts, processes):

@@ -6,7 +6,6 @@ baseline reads, whatever the data params) and data/prepared/{train,test}_ids.npy
 {train,test}_labels.npy int64 (1 = positive) and vocab.json (the words by id plus the encoding
 settings, for reading new text later).
 """
-import os
 import time
 from pathlib import Path
 
@@ -16,21 +15,19 @@ from imdb_lstm.archive import labelled_splits
 from imdb_lstm.errors import run_stage
 from imdb_lstm.files import atomic_dir, write_json
 from imdb_lstm.params import load_params
-from imdb_lstm.text import corpus_ids, pad_rows, rank_words, save_corpus
+from imdb_lstm.text import PROCESSES, corpus_ids, pad_rows, rank_words, save_corpus
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 TOKENS = Path("data/tokens")
 OUT = Path("data/prepared")
-MAX_PROCESSES = 4  # tokenizing side by side; more gains little over the archive's reading
 
 
 def main():
     params = load_params()["data"]
     start = time.perf_counter()
     splits = labelled_splits(ARCHIVE)
-    processes = min(os.cpu_count() or 1, MAX_PROCESSES)
-    words, *train = rank_words(splits["train"][0], processes)
-    corpora = {"train": train, "test": corpus_ids(splits["test"][0], words, processes)}
+    words, *train = rank_words(splits["train"][0], PROCESSES)
+    corpora = {"train": train, "test": corpus_ids(splits["test"][0], words, PROCESSES)}
     with atomic_dir(TOKENS) as tmp:
         for split, (ids, offsets) in corpora.items():
             save_corpus(tmp / f"{split}.npz", ids, offsets, splits[split][1])

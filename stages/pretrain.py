@@ -19,7 +19,7 @@ from imdb_lstm.archive import sorted_reviews
 from imdb_lstm.errors import PipelineError, run_stage
 from imdb_lstm.files import atomic_dir
 from imdb_lstm.params import load_params
-from imdb_lstm.text import PAD, UNKNOWN, tokenize
+from imdb_lstm.text import PAD, PROCESSES, UNKNOWN, corpus_ids
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 VOCAB = Path("data/prepared/vocab.json")
@@ -83,9 +83,8 @@ def main():
     if dim >= len(words) - 2:
         raise PipelineError(f"model.embedding_dim {dim} needs more than {dim} words in the vocabulary: "
                             f"raise data.vocab_size above it")
-    ids = {word: i for i, word in enumerate(words)}
-    documents = [np.array([ids.get(token, UNKNOWN) for token in tokenize(text)], dtype=np.int32)
-                 for text in read_texts(ARCHIVE)]
+    ids, offsets = corpus_ids(read_texts(ARCHIVE), words, PROCESSES)
+    documents = np.split(np.where(ids < 0, UNKNOWN, ids), offsets[1:-1])  # -1: a word outside the vocabulary
     matrix = ppmi(cooccurrences(documents, len(words), window))
     u, s, _ = randomized_svd(matrix, dim, n_iter=5, random_state=0)
     vectors = (u * np.sqrt(s)).astype(np.float32)  # sqrt(s): the symmetric split of the SVD (ibid.)
