@@ -1,6 +1,7 @@
 """tensorflow (TensorFlow 2 with Keras 3): an optional install, requirements-tensorflow.txt."""
 import contextlib
 import importlib
+import os
 
 from imdb_lstm import compat
 
@@ -12,7 +13,6 @@ KERNELS = {
     # Eigen's matrix products still call oneDNN's sgemm, which picks its instruction set by CPU too:
     # capped at AVX2, as for torch (AVX-512 gave other bits here).
     "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "TF_CPP_MIN_LOG_LEVEL": "2",  # not a pin: TF's start-up notices about unused CPU instructions
 }
 THREADS = 2  # Eigen splits its work by thread count; a fixed one everywhere
 
@@ -22,7 +22,7 @@ def _tf():
 
 
 def before_import():
-    pass
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up notices about CPU instructions
 
 
 def after_import(tlx):
