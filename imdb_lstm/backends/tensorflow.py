@@ -75,7 +75,7 @@ def load_optimizer_state(tlx, optimizer, weights, state):
     optimizer = _keras_optimizer(optimizer)
     optimizer.build(weights)
     for i, variable in enumerate(optimizer.variables):
-        variable.assign(state[str(i)])
+        variable.assign(state[str(i)].reshape(variable.shape))  # the checkpoint keeps scalars as 1-element arrays
 
 
 def rng_state():
