@@ -17,7 +17,7 @@ import numpy as np
 from imdb_lstm.files import atomic_dir, sha256_file, write_json, write_npz
 
 CHECKPOINT = Path(".checkpoints/train")
-CODE = sorted(Path(__file__).parent.glob("*.py"))  # the package; the stage adds its own script
+CODE = sorted(Path(__file__).parent.rglob("*.py"))  # the package, backends/ too; the stage adds its own script
 
 
 def fingerprint(params, files, backend_version):
@@ -34,7 +34,8 @@ def save_checkpoint(state, arrays, folder=CHECKPOINT):
     """Write `state` (JSON values) and `arrays` ({name: list of arrays}) as the folder's checkpoint."""
     with atomic_dir(folder) as tmp:
         write_npz(tmp / "arrays.npz", [array for group in arrays.values() for array in group])
-        write_json(tmp / "state.json", {**state, "arrays": {name: len(group) for name, group in arrays.items()}})
+        # the groups as a list: in the order written (state.json's mappings are written with sorted keys)
+        write_json(tmp / "state.json", {**state, "arrays": [[name, len(group)] for name, group in arrays.items()]})
 
 
 def load_checkpoint(expected_fingerprint, folder=CHECKPOINT):
@@ -45,8 +46,8 @@ def load_checkpoint(expected_fingerprint, folder=CHECKPOINT):
         if state.get("fingerprint") != expected_fingerprint:
             return None
         with np.load(Path(folder) / "arrays.npz", allow_pickle=False) as npz:
-            members = iter(npz[str(i)] for i in range(sum(state["arrays"].values())))
-            arrays = {name: [next(members) for _ in range(count)] for name, count in state.pop("arrays").items()}
+            members = iter(npz[str(i)] for i in range(sum(count for _, count in state["arrays"])))
+            arrays = {name: [next(members) for _ in range(count)] for name, count in state.pop("arrays")}
         return state, arrays
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile):
         return None

@@ -14,8 +14,8 @@ OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.jso
            "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/val_loss.tsv"]
 
 
-def outputs(repo):
-    return {name: (repo.path / name).read_bytes() for name in OUTPUTS}
+def outputs(repo, names=OUTPUTS):
+    return {name: (repo.path / name).read_bytes() for name in names}
 
 
 def kill_after_epoch(repo, epoch):
@@ -50,6 +50,20 @@ def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp
     uninterrupted = repo.run("dvc", "repro", "--force", "train")
     assert "resuming" not in uninterrupted.stderr
     assert outputs(repo) == after_resume
+
+
+def test_a_killed_run_of_the_default_params_resumes_too(tmp_path):
+    """No validation: the checkpoint has no best weights, and its other groups must not shift into
+    their slots (they did, before the groups were read back in the order written)."""
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {"epochs": 4})
+    repo.run("dvc", "repro", "prepare", "pretrain")
+    kill_after_epoch(repo, 2)
+    assert "resuming after epoch 2" in repo.run("dvc", "repro", "train").stderr
+    without_validation = OUTPUTS[:-1]
+    after_resume = outputs(repo, without_validation)
+    repo.run("dvc", "repro", "--force", "train")
+    assert outputs(repo, without_validation) == after_resume
 
 
 def test_on_tensorflow_a_model_with_dropout_keeps_no_checkpoint_and_says_so(tmp_path):

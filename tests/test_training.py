@@ -1,0 +1,69 @@
+"""The numpy side of training, in-process: the validation hold-out and the checkpoint files."""
+import json
+
+import numpy as np
+import pytest
+
+from imdb_lstm import checkpoint
+from imdb_lstm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from imdb_lstm.errors import PipelineError
+from imdb_lstm.training import MIN_HELD_OUT, hold_out
+
+IDS, LABELS = np.arange(1000).reshape(500, 2), np.arange(500) % 2
+
+
+def test_no_validation_keeps_every_review_for_training():
+    ids, labels, held = hold_out(IDS, LABELS, 0.0, seed=1)
+    assert ids is IDS and labels is LABELS and held is None
+
+
+def test_the_hold_out_is_a_seeded_split_of_the_training_reviews():
+    ids, labels, (held_ids, held_labels) = hold_out(IDS, LABELS, 0.3, seed=1)
+    assert (len(ids), len(held_ids)) == (350, 150)
+    rows = sorted(ids[:, 0].tolist() + held_ids[:, 0].tolist())
+    assert rows == IDS[:, 0].tolist(), "every review on exactly one side"
+    assert ids[:, 0].tolist() == sorted(ids[:, 0].tolist()), "training keeps the reviews' order"
+    assert (labels == LABELS[ids[:, 0] // 2]).all() and (held_labels == LABELS[held_ids[:, 0] // 2]).all()
+    again = hold_out(IDS, LABELS, 0.3, seed=1)
+    other = hold_out(IDS, LABELS, 0.3, seed=2)
+    assert (again[2][0] == held_ids).all() and not (other[2][0] == held_ids).all()
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.9])
+def test_a_hold_out_too_small_on_either_side_is_refused(fraction):
+    with pytest.raises(PipelineError) as error:
+        hold_out(IDS, LABELS, fraction, seed=1)
+    held = round(500 * fraction)
+    assert str(error.value) == (f"validation {fraction} holds out {held} of 500 training reviews; early stopping "
+                                f"needs at least {MIN_HELD_OUT} on each side: raise or lower `validation`, or set it to 0")
+    hold_out(IDS[:200], LABELS[:200], 0.5, seed=1)  # exactly MIN_HELD_OUT on each side is enough
+
+
+def test_a_checkpoint_round_trips_and_is_used_only_for_its_fingerprint(tmp_path):
+    folder = tmp_path / "train"
+    arrays = {"weights": [np.ones((2, 3), np.float32), np.arange(4)], "rng": [], "best": [np.zeros(1)]}
+    save_checkpoint({"fingerprint": "abc", "epoch": 2, "log": [[1, 0.5], [2, 0.25]]}, arrays, folder)
+    state, loaded = load_checkpoint("abc", folder)
+    assert state == {"fingerprint": "abc", "epoch": 2, "log": [[1, 0.5], [2, 0.25]]}
+    assert list(loaded) == ["weights", "rng", "best"]
+    assert all(len(loaded[k]) == len(v) and all((a == b).all() and a.dtype == b.dtype for a, b in zip(loaded[k], v))
+               for k, v in arrays.items())
+    assert load_checkpoint("other", folder) is None
+    (folder / "arrays.npz").write_bytes(b"half a zip")  # damaged: training starts over
+    assert load_checkpoint("abc", folder) is None
+    assert load_checkpoint("abc", tmp_path / "none") is None
+    state_file = json.loads((folder / "state.json").read_text())
+    assert state_file["arrays"] == [["weights", 2], ["rng", 0], ["best", 1]]
+
+
+def test_the_fingerprint_covers_params_inputs_code_and_backend_version(tmp_path):
+    data = tmp_path / "train_ids.npy"
+    data.write_bytes(b"1")
+    base = fingerprint({"lr": 0.001}, [data], "torch 2.13.0")
+    assert fingerprint({"lr": 0.001}, [data], "torch 2.13.0") == base
+    assert fingerprint({"lr": 0.002}, [data], "torch 2.13.0") != base
+    assert fingerprint({"lr": 0.001}, [data], "torch 2.14.0") != base
+    data.write_bytes(b"2")
+    assert fingerprint({"lr": 0.001}, [data], "torch 2.13.0") != base
+    code = {path.relative_to(checkpoint.CODE[0].parents[1]).as_posix() for path in checkpoint.CODE}
+    assert {"imdb_lstm/training.py", "imdb_lstm/backends/tensorflow.py"} <= code
