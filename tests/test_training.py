@@ -24,6 +24,8 @@ def test_the_hold_out_is_a_seeded_split_of_the_training_reviews():
     assert rows == IDS[:, 0].tolist(), "every review on exactly one side"
     assert ids[:, 0].tolist() == sorted(ids[:, 0].tolist()), "training keeps the reviews' order"
     assert (labels == LABELS[ids[:, 0] // 2]).all() and (held_labels == LABELS[held_ids[:, 0] // 2]).all()
+    # the split is part of what a seed means: committed records with validation depend on it
+    assert held_ids[:6, 0].tolist() == [968, 798, 8, 712, 68, 316]
     again = hold_out(IDS, LABELS, 0.3, seed=1)
     other = hold_out(IDS, LABELS, 0.3, seed=2)
     assert (again[2][0] == held_ids).all() and not (other[2][0] == held_ids).all()
@@ -63,6 +65,7 @@ def test_the_fingerprint_covers_params_inputs_code_and_backend_version(tmp_path)
     assert fingerprint({"lr": 0.001}, [data], "torch 2.13.0") == base
     assert fingerprint({"lr": 0.002}, [data], "torch 2.13.0") != base
     assert fingerprint({"lr": 0.001}, [data], "torch 2.14.0") != base
+    assert fingerprint({"a": 1, "b": 2}, [], "x") == fingerprint({"b": 2, "a": 1}, [], "x"), "the params, not their order"
     data.write_bytes(b"2")
     assert fingerprint({"lr": 0.001}, [data], "torch 2.13.0") != base
     code = {path.relative_to(checkpoint.CODE[0].parents[1]).as_posix() for path in checkpoint.CODE}
