@@ -149,7 +149,7 @@ def _tar_members(stream):
             raise _NotTar("the data ends inside a member header")
         _check_header(header)
         count += 1
-        type, size = header[156:157], _number(header[124:136])
+        type, size = header[156:157], _size(header[124:136])
         if type in (LONG_NAME, LONG_LINK, PAX, PAX_GLOBAL):
             if size > MAX_HEADER_BYTES:
                 raise _NotTar(f"an extended header of {size:,} bytes")
@@ -166,7 +166,7 @@ def _tar_members(stream):
         if header[257:263] == b"ustar\0" and header[345:500].strip(b"\0"):
             name = _text(header[345:500]) + "/" + name
         member = _Member(stream, extended.pop("path", name).rstrip("/") or name,
-                         type, int(extended.pop("size", size)), extended.pop("linkpath", _text(header[157:257])))
+                         type, _size(extended.pop("size", size)), extended.pop("linkpath", _text(header[157:257])))
         extended.clear()
         yield member
         _skip(stream, member.unread + (-member.size % BLOCK))
@@ -179,6 +179,18 @@ def _check_header(header):
         return
     if stored != unsigned - 256 * sum(b > 127 for b in header[:148] + header[156:]):  # bytes read as -128..127
         raise _NotTar("a member header with a bad checksum: not a tar archive, or a damaged one")
+
+
+def _size(value):
+    """A member's size from its header field (bytes) or its pax record (text): a count of bytes. A negative
+    one (GNU base-256 allows it) would make the reader take the rest of the stream at once."""
+    try:
+        size = _number(value) if isinstance(value, bytes) else int(value)
+    except ValueError:
+        raise _NotTar(f"a pax size {quote(value)} that is not a number") from None
+    if size < 0:
+        raise _NotTar(f"a member of negative size ({size:,} bytes)")
+    return size
 
 
 def _number(field):

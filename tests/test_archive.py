@@ -149,6 +149,12 @@ def hostile_archive(path, kind):
         # GNU long name and pax headers claiming 1 GB: tarfile reads them whole
         "long name": _header("././@LongLink", b"L", 1 << 30) + b"a" * 4096,
         "pax": _header("./PaxHeaders/x", b"x", 1 << 30) + b"9 a=bcd\n" * 512,
+        # GNU base-256 sizes may be negative: -1 would have the reader take the rest of the stream at once
+        "negative size": _header("aclImdb/train/pos/992_9.txt", b"0", -1),
+        "negative long name": _header("././@LongLink", b"L", -1),
+        # a pax size record that is not a number
+        "pax size": _header("./PaxHeaders/y", b"x", 18) + b"18 size=1e3 bytes\n".ljust(512, b"\0")
+        + _header("aclImdb/train/pos/993_9.txt", b"0", 0),
     }[kind]
     make_archive(path, n_per_class=2, n_unsup=1)
     plain = gzip.decompress(path.read_bytes())
@@ -156,7 +162,7 @@ def hostile_archive(path, kind):
     end += -end % 512
     with gzip.GzipFile(path, "wb", mtime=0) as out:
         out.write(plain[:end] + tail)
-        if kind == "huge review":
+        if kind in ("huge review", "negative size", "negative long name"):
             for _ in range(256):
                 out.write(b" " * (1 << 20))
         out.write(bytes(1024))
@@ -167,7 +173,8 @@ def _header(name, type, size):
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.type = 0, 0, tarfile.REGTYPE
     header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
-    header[124:136] = f"{size:011o}\0".encode()
+    # octal as tar writes it; a negative size as GNU's base-256 (two's complement, first byte 0xff)
+    header[124:136] = f"{size:011o}\0".encode() if size >= 0 else size.to_bytes(12, "big", signed=True)
     header[156:157] = type
     header[148:156] = b" " * 8
     header[148:156] = f"{sum(header):06o}\0 ".encode()
@@ -176,7 +183,10 @@ def _header(name, type, size):
 
 @pytest.mark.parametrize("kind, message", [("sparse", "a sparse file"), ("huge review", "more than any review"),
                                            ("long name", "extended header of 1,073,741,824 bytes"),
-                                           ("pax", "extended header of 1,073,741,824 bytes")])
+                                           ("pax", "extended header of 1,073,741,824 bytes"),
+                                           ("negative size", "a member of negative size (-1 bytes)"),
+                                           ("negative long name", "a member of negative size (-1 bytes)"),
+                                           ("pax size", "a pax size '1e3 bytes' that is not a number")])
 def test_members_larger_than_any_review_are_refused_in_bounded_memory(tmp_path, kind, message):
     path = hostile_archive(tmp_path / "hostile.tar.gz", kind)
     program = ("import resource, sys\nfrom imdb_lstm.archive import fingerprint\nfrom imdb_lstm.errors import "
@@ -187,6 +197,22 @@ def test_members_larger_than_any_review_are_refused_in_bounded_memory(tmp_path, 
     error, peak_mb = done.stdout.splitlines()
     assert message in error and str(path) in error, done.stdout + done.stderr
     assert int(peak_mb) < 200
+
+
+def test_sizes_in_gnu_base_256_are_read(tiny):
+    """GNU tar writes a size too large for 11 octal digits as 0x80 and the number in big-endian bytes."""
+    plain = bytearray(gzip.decompress(tiny.read_bytes()))
+    offset = 0
+    while int(plain[offset + 124:offset + 135] or b"0", 8) == 0:  # the first member with content
+        offset += 512
+    header = plain[offset:offset + 512]
+    size = int(header[124:135], 8)
+    header[124:136] = b"\x80" + size.to_bytes(11, "big")
+    header[148:156] = b" " * 8
+    header[148:156] = f"{sum(header):06o}\0 ".encode()
+    plain[offset:offset + 512] = header
+    tiny.write_bytes(gzip.compress(bytes(plain), mtime=0))
+    assert len(list(iter_reviews(tiny))) == 20
 
 
 @pytest.mark.parametrize("checksum, readable", [("unsigned", True), ("signed", True), ("wrong", False)])
