@@ -39,8 +39,10 @@ BACKENDS = backends.NAMES
 
 
 def require(backend):
-    if backend not in backends.installed():
-        pytest.skip(str(pytest.raises(PipelineError, backends.get, backend).value))
+    try:
+        backends.get(backend)
+    except PipelineError as error:  # not installed: the message names the file to install
+        pytest.skip(str(error))
 
 
 @pytest.fixture

@@ -45,7 +45,8 @@ def _installed(entry):
 
 
 def framework_optimizer(optimizer, kind):
-    """The torch or paddle optimizer object inside a tlx optimizer, or None before its first step."""
+    """The framework's optimizer object (of class `kind`) inside a tlx optimizer, or None while there is
+    none (tlx creates torch's and paddle's in their first step)."""
     return next((v for v in vars(optimizer).values() if isinstance(v, kind)), None)
 
 

@@ -77,7 +77,8 @@ def optimizer_state(optimizer):
 
 def load_optimizer_state(tlx, optimizer, weights, state):
     take_a_zero_step(tlx, optimizer, weights)
-    framework_optimizer(optimizer, _paddle().optimizer.Optimizer).set_state_dict({name: _paddle().to_tensor(value) for name, value in state.items()})
+    optimizer = framework_optimizer(optimizer, _paddle().optimizer.Optimizer)
+    optimizer.set_state_dict({name: _paddle().to_tensor(value) for name, value in state.items()})
 
 
 def rng_state():

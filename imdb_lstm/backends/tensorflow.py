@@ -4,6 +4,7 @@ import importlib
 import os
 
 from imdb_lstm import compat
+from imdb_lstm.backends import framework_optimizer
 
 PACKAGE, REQUIREMENTS = "tensorflow", "requirements-tensorflow.txt"
 
@@ -60,8 +61,7 @@ def no_grad():
 
 
 def _keras_optimizer(optimizer):
-    keras = importlib.import_module("keras")
-    return next((v for v in vars(optimizer).values() if isinstance(v, keras.optimizers.Optimizer)), None)
+    return framework_optimizer(optimizer, importlib.import_module("keras").optimizers.Optimizer)
 
 
 def optimizer_state(optimizer):

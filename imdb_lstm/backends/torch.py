@@ -63,7 +63,6 @@ def no_grad():
     return _torch().no_grad()
 
 
-
 def optimizer_state(optimizer):
     optimizer = framework_optimizer(optimizer, _torch().optim.Optimizer)
     if optimizer is None:
