@@ -19,7 +19,7 @@ def test_every_backend_module_has_the_whole_interface_and_nothing_imports_its_fr
 
 
 def test_one_dispatch_refuses_an_unknown_backend_and_names_the_file_that_installs_a_missing_one(monkeypatch):
-    with pytest.raises(PipelineError, match="unknown backend 'mxnet': use one of torch, paddle, tensorflow"):
+    with pytest.raises(PipelineError, match="unknown backend 'mxnet': use one of torch, paddle, tensorflow, mindspore"):
         backends.get("mxnet")
     require("tensorflow")
     entry = backends.get("tensorflow")

@@ -169,6 +169,72 @@ assert not np.allclose(changed[:, -1, :3], alone[:, -1, :3], atol=1e-6)
 FIXES["_run_lstm_as_compiled_scans[tensorflow]"] = ("tensorflow", TF_BIDIRECTIONAL, "not reversed")
 
 
+# --- mindspore ---
+MS_TRAIN_AGAIN = """
+class Net(tlx.nn.Module):  # a Dropout right under the model, as in SentimentLSTM
+    def __init__(self):
+        super().__init__()
+        self.drop = tlx.nn.Dropout(p=0.5)
+    def forward(self, x):
+        return self.drop(x)
+net = Net()
+net.set_eval()
+net.set_train()  # as train does after each validation
+assert (tlx.convert_to_numpy(net(tlx.ones((4, 50)))) == 0).any(), "dropout is off after set_train()"
+"""
+FIXES["_set_train_mode_everywhere"] = ("mindspore", MS_TRAIN_AGAIN, "dropout is off after set_train()")
+
+MS_ADAM_STEP = """
+net = tlx.nn.Sequential([tlx.nn.Embedding(30, 4), tlx.nn.Flatten(), tlx.nn.Linear(in_features=12, out_features=2)])
+forwards = []
+def loss(logits, labels):
+    forwards.append(1)
+    return tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
+step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss), tlx.optimizers.Adam(lr=0.1), net.trainable_weights)
+step(tlx.convert_to_tensor(np.array([[1, 2, 3], [4, 5, 6]])), tlx.convert_to_tensor(np.array([0, 1])))
+assert len(forwards) == 1, f"one step ran the model forward {len(forwards)} times"
+"""
+
+MS_LSTM_LOOP = """
+from mindspore.nn.layer import rnns
+steps = []
+cell = rnns._lstm_cell
+rnns._lstm_cell = lambda *args: steps.append(1) or cell(*args)
+lstm = tlx.nn.LSTM(4, 3, batch_first=True)
+lstm(tlx.ones((2, 50, 4)))
+assert not steps, f"python ran the LSTM cell {len(steps)} times, once a time step"
+"""
+
+MS_DROPOUT = """
+from imdb_lstm import backend
+x = tlx.ones((4, 6, 8))
+drop, lstm = tlx.nn.Dropout(p=0.5), tlx.nn.LSTM(8, 8, num_layers=2, dropout=0.5, batch_first=True)
+for layer in (drop, lstm):
+    layer.set_train()
+def masks():
+    return [tlx.convert_to_numpy(drop(x)), tlx.convert_to_numpy(lstm(x)[0])]
+backend.seed(3)
+first = masks()
+backend.seed(3)
+assert all((a == b).all() for a, b in zip(first, masks())), "the same seed gave other dropout"
+state = backend.rng_state()
+first = masks()
+backend.set_rng_state(state)
+assert all((a == b).all() for a, b in zip(first, masks())), "a restored generator gave other dropout"
+"""
+
+FIXES.update({
+    "_survive_first_mindspore_op": ("mindspore", "tlx.transpose(tlx.ones((1, 2)), (1, 0))",
+                                    "numpy.core.multiarray failed to import"),
+    "_restore_checkparam_names": ("mindspore", "pass", "cannot import name 'Rel'"),
+    "_alias_grad_base": ("mindspore", "pass", "No module named 'mindspore.ops._grad'"),
+    "_give_initializers_a_plain_seed": ("mindspore", "tlx.nn.Embedding(10, 3)", "The only supported seed types"),
+    "_gather_embeddings_densely": ("mindspore", MS_ADAM_STEP, "must be equal to"),
+    "_one_forward_pass_per_step": ("mindspore", MS_ADAM_STEP, "ran the model forward 2 times"),
+    "_run_mindspore_lstm_fused": ("mindspore", MS_LSTM_LOOP, "ran the LSTM cell 50 times"),
+    "_seed_each_dropout_call": ("mindspore", MS_DROPOUT, "other dropout"),
+})
+
 @pytest.mark.parametrize("fix", FIXES)
 def test_the_fix_is_needed_and_works(fix, backend_run):
     backend, code, failure, *dependents = FIXES[fix]

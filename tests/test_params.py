@@ -37,7 +37,7 @@ def test_the_committed_params_are_valid():
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("backend", "mxnet", "'backend' is 'mxnet'; it must be one of torch, paddle, tensorflow"),
+    ("backend", "mxnet", "'backend' is 'mxnet'; it must be one of torch, paddle, tensorflow, mindspore"),
     ("epochs", 0, "'epochs' is 0; it must be an integer from 1 to 1000"),
     ("epochs", -3, "'epochs' is -3"),
     ("epochs", 2.5, "'epochs' is 2.5; it must be an integer"),

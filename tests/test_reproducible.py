@@ -3,10 +3,10 @@
 A different CPU makes the math libraries pick other kernels (oneDNN's and ATen's instruction sets,
 MKL's vendor paths) and other thread counts. Each setting below makes this machine pick what another
 one would; with the pins of imdb_lstm/kernels.py every one must give the committed hash of a tiny
-train + evaluate run. The hashes hold for the pinned torch and paddle of requirements.txt and tensorflow
-of requirements-tensorflow.txt, and cover
-model.json and train.json too: a change of what those files hold changes them (rerun the test and
-commit the one hash every setting gives).
+train + evaluate run. The hashes hold for the pinned torch and paddle of requirements.txt, tensorflow
+of requirements-tensorflow.txt and mindspore of requirements-mindspore.txt, and cover model.json and
+train.json too: a change of what those files hold changes them (rerun the test and commit the one hash
+every setting gives).
 """
 import hashlib
 import os
@@ -22,6 +22,7 @@ GOLDEN = {
     "torch": "49c1ba7ef35a70ec6678537b1b423e1e3550cda67db4a8904d21daf6d9796e55",
     "paddle": "7cb549418b57a3dc8f7b773d17990b887a41f046a3dcda960ba1f39354d8082a",
     "tensorflow": "90ec74ab6ee23fcb434ab7b46eea5fca97c0e5bba9f00661a6df1d897084ea96",
+    "mindspore": "b6442593e4fbc7d4d3c6cd81c63c1318a6715b228bf10bd7860b48ccf0549dd0",
 }
 # What another CPU would pick, simulated here: instruction-set limits, thread counts, MKL paths.
 # "threads" is the thread count the backend starts with, as on a machine with that many cores.
@@ -39,12 +40,15 @@ SETTINGS = {
     "tensorflow": [{}, {"TF_ENABLE_ONEDNN_OPTS": "1"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
                    {"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
                    {"threads": 1}, {"threads": 4}, {"threads": 8}],
+    "mindspore": [{}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"},
+                  {"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"threads": 1}, {"threads": 8}, {"threads": 25}],
 }
 # Two settings that change the bits on any CPU when nothing is pinned: proof that the test can fail.
 DIFFERENT_UNPINNED = {
     "torch": ({"ATEN_CPU_CAPABILITY": "default"}, {"ATEN_CPU_CAPABILITY": "avx2"}),
     "paddle": ({"MKL_CBWR": "COMPATIBLE"}, {"MKL_CBWR": "AVX2", "MKL_DEBUG_CPU_TYPE": "5"}),
     "tensorflow": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    "mindspore": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
 }
 OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
            "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/accuracy.tsv",
@@ -69,6 +73,8 @@ def train_and_evaluate(project, backend, setting, reproducible=True):
     start = ""
     if threads and backend == "torch":
         start = f"import torch; torch.set_num_threads({threads})\n"
+    elif threads and backend == "mindspore":
+        start = f"import mindspore.device_context.cpu.op_tuning as t; t.threads_num({threads})\n"
     elif threads and backend == "tensorflow":
         setting.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
     elif threads:

@@ -19,7 +19,7 @@ import importlib.util
 
 from imdb_lstm.errors import PipelineError, quote
 
-NAMES = ("torch", "paddle", "tensorflow")
+NAMES = ("torch", "paddle", "tensorflow", "mindspore")
 INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "before_import", "after_import", "pin_threads", "has_gpu",
              "use_device", "deterministic", "set_trainable", "no_grad", "optimizer_state", "load_optimizer_state",
              "rng_state", "set_rng_state")

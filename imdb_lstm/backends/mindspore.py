@@ -1,0 +1,105 @@
+"""mindspore (MindSpore 2, PyNative mode): an optional install, requirements-mindspore.txt."""
+import contextlib
+import importlib
+import os
+
+import numpy as np
+
+from imdb_lstm import compat
+from imdb_lstm.errors import PipelineError
+
+PACKAGE, REQUIREMENTS = "mindspore", "requirements-mindspore.txt"
+
+KERNELS = {
+    # MindSpore's CPU LSTM and matrix products run on oneDNN, which picks AVX2, AVX-512 or AMX
+    # kernels by CPU: capped at AVX2, as for torch.
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+
+
+def _ms():
+    return importlib.import_module("mindspore")  # not at import: KERNELS must be set first
+
+
+def before_import():
+    os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log: errors only (its deprecation notices are not ours)
+    compat._survive_first_mindspore_op()
+    compat._restore_checkparam_names()
+    compat._alias_grad_base()
+
+
+def after_import(tlx):
+    compat._give_initializers_a_plain_seed(tlx)
+    compat._gather_embeddings_densely(tlx)
+    compat._run_mindspore_lstm_fused(tlx)
+    compat._one_forward_pass_per_step(tlx)
+    compat._set_train_mode_everywhere(tlx)
+    compat._seed_each_dropout_call(tlx)
+
+
+def pin_threads():
+    """Nothing to pin: MindSpore's CPU kernels gave the same bits with 1, 2, 8 and 25 threads (its
+    default), tests/test_reproducible.py."""
+
+
+def has_gpu():
+    return _ms().get_context("device_target") == "GPU"  # MindSpore's GPU build; the CPU build says "CPU"
+
+
+def use_device(gpu):
+    """MindSpore fixes its device at its first op (before_import runs one), by the build installed."""
+    if has_gpu() and not gpu:
+        raise PipelineError("mindspore's GPU build runs on the GPU only: use device auto or gpu")
+
+
+def deterministic():
+    """MindSpore takes this once per process (a second call raises), and a process may seed again."""
+    if not importlib.import_module("mindspore.device_manager").DeviceManagerConf.get_instance() \
+            .is_deterministic_configured():
+        _ms().set_deterministic(True)
+
+
+def set_trainable(weight, trainable):
+    """Nothing to switch: a step takes gradients only for the weights it lists (training.make_step
+    leaves a frozen embedding out). Switching requires_grad would also move the weight in tlx's
+    all_weights, which lists trainable weights first, and so in the saved file."""
+
+
+def no_grad():
+    return contextlib.nullcontext()  # PyNative records a graph only inside value_and_grad
+
+
+def _adam_state(optimizer):
+    """MindSpore's Adam inside a tlx optimizer (tlx creates it in its first step) lists the weights it
+    trains among its own parameters; the rest, in a fixed order, is its state (moments, step, powers)."""
+    adam = getattr(optimizer, "optimizer_adam", None)
+    if adam is None:
+        return []
+    weights = {id(weight) for weight in adam.parameters}
+    return [parameter for parameter in adam.get_parameters() if id(parameter) not in weights]
+
+
+def optimizer_state(optimizer):
+    # copies: asnumpy() is a view of the parameter, which the next step changes
+    return {str(i): parameter.asnumpy().copy() for i, parameter in enumerate(_adam_state(optimizer))}
+
+
+def load_optimizer_state(tlx, optimizer, weights, state):
+    if not _adam_state(optimizer):  # a step with zero gradients creates it and moves no weight
+        optimizer.apply_gradients([(_ms().ops.zeros_like(w), w) for w in weights])
+    for i, parameter in enumerate(_adam_state(optimizer)):
+        # in place: set_data() would give the parameter new memory, and Adam's kernels keep the old
+        _ms().ops.assign(parameter, _ms().Tensor(state[str(i)].reshape(parameter.shape)))
+
+
+# mindspore.common.seed's counter for ops.dropout, which compat._seed_each_dropout_call makes every dropout use
+DROPOUT_COUNTER = ("dropout", 0)
+
+
+def rng_state():
+    counters = importlib.import_module("mindspore.common.seed")._KERNEL_SEED
+    return [np.array([counters.get(DROPOUT_COUNTER, 0)], dtype=np.int64)]
+
+
+def set_rng_state(arrays):
+    importlib.import_module("mindspore.common.seed")._KERNEL_SEED[DROPOUT_COUNTER] = int(arrays[0][0])
