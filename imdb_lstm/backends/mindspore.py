@@ -23,6 +23,9 @@ def _ms():
 
 def before_import():
     os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log: errors only (its deprecation notices are not ours)
+    # Ops launched synchronously: PyNative's asynchronous launch stalled about 1.3 s on every second
+    # or third step here (a plain MindSpore step took 90 or 1,400 ms; launched in order, 55-100 ms).
+    _ms().runtime.launch_blocking()
     compat._survive_first_mindspore_op()
     compat._restore_checkparam_names()
     compat._alias_grad_base()
