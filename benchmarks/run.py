@@ -150,7 +150,38 @@ def tensorflow_epoch(ids, labels, batch_size):
     return run
 
 
-PLAIN = {"paddle": paddle_epoch, "tensorflow": tensorflow_epoch}  # torch's takes a device too
+def mindspore_epoch(ids, labels, batch_size):
+    """Plain MindSpore in PyNative mode, as its tutorials train: nn.LSTM and nn.Adam in
+    nn.TrainOneStepCell (the backend module has already set what every MindSpore process here needs)."""
+    import mindspore as ms
+    from mindspore import nn
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(VOCAB, WIDTH)
+            self.lstm = nn.LSTM(WIDTH, WIDTH, batch_first=True)
+            self.dense = nn.Dense(WIDTH, WIDTH, activation="relu")
+            self.classify = nn.Dense(WIDTH, 2)
+
+        def construct(self, x):
+            return self.classify(self.dense(self.lstm(self.embedding(x))[0].mean(1)))
+
+    net = Net()
+    with_loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+    step = nn.TrainOneStepCell(with_loss, nn.Adam(net.trainable_params(), learning_rate=1e-3))
+    step.set_train()
+
+    def run():
+        order = np.random.default_rng(0).permutation(len(ids))
+        for start in range(0, len(ids), batch_size):
+            batch = order[start:start + batch_size]
+            float(step(ms.Tensor(ids[batch].astype(np.int32)), ms.Tensor(labels[batch].astype(np.int32))).asnumpy())
+    return run
+
+
+# torch's takes a device too
+PLAIN = {"paddle": paddle_epoch, "tensorflow": tensorflow_epoch, "mindspore": mindspore_epoch}
 
 
 def kernels_measure(backend_name, batch_size, reviews, reproducible):

@@ -390,9 +390,9 @@ def _gather_embeddings_densely(tlx):
 
 
 def _run_mindspore_lstm_fused(tlx):
-    """tlx's LSTM runs each time step as Python-driven ops: 28.5 s a step of the default model (torch
-    45 ms). MindSpore's own nn.LSTM runs on its fused CPU kernel through _DynamicLSTMCPUGPU, whose call
-    is the one tlx makes; use it for each layer and direction."""
+    """tlx's LSTM runs each time step as Python-driven ops: 1.19 s a training step of the default model,
+    against 85 ms with this fix. MindSpore's own nn.LSTM runs on its fused CPU kernel through
+    _DynamicLSTMCPUGPU, whose call is the one tlx makes; use it for each layer and direction."""
     from mindspore.nn.layer.rnns import _DynamicLSTMCPUGPU
     from tensorlayerx.backend.ops import mindspore_nn
 

@@ -1,4 +1,4 @@
-"""The numpy side of training, in-process: the validation hold-out and the checkpoint files."""
+"""The numpy side of training, in-process: the validation hold-out, the batch order, the checkpoint files."""
 import json
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from imdb_lstm import checkpoint
 from imdb_lstm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from imdb_lstm.errors import PipelineError
-from imdb_lstm.training import MIN_HELD_OUT, hold_out
+from imdb_lstm.training import MIN_HELD_OUT, batch_order, hold_out
 
 IDS, LABELS = np.arange(1000).reshape(500, 2), np.arange(500) % 2
 
@@ -70,3 +70,31 @@ def test_the_fingerprint_covers_params_inputs_code_and_backend_version(tmp_path)
     assert fingerprint({"lr": 0.001}, [data], "torch 2.13.0") != base
     code = {path.relative_to(checkpoint.CODE[0].parents[1]).as_posix() for path in checkpoint.CODE}
     assert {"imdb_lstm/training.py", "imdb_lstm/backends/tensorflow.py"} <= code
+
+
+def test_batches_cover_every_review_once_in_a_seeded_order():
+    review_lengths = np.arange(130) % 17
+    batches = batch_order(review_lengths, 32, np.random.default_rng(5), by_length=False)
+    assert [len(b) for b in batches] == [32, 32, 32, 32, 2]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(130))
+    assert (np.concatenate(batches) == np.random.default_rng(5).permutation(130)).all(), "one permutation, cut"
+    again = batch_order(review_lengths, 32, np.random.default_rng(5), by_length=False)
+    assert all((a == b).all() for a, b in zip(batches, again))
+
+
+def test_by_length_a_batch_holds_reviews_of_similar_length_and_batches_come_shuffled():
+    rng = np.random.default_rng(0)
+    review_lengths = rng.integers(1, 1000, 5000)
+    batches = batch_order(review_lengths, 10, np.random.default_rng(1), by_length=True)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(5000))
+    assert sum(len(b) < 10 for b in batches) == 0, "a window of 50 batches divides 5000 reviews evenly"
+    spread = np.mean([np.ptp(review_lengths[b]) for b in batches])
+    assert spread < 60, f"sorted inside windows of 500: lengths in a batch differ by {spread:.0f} on average"
+    firsts = [review_lengths[b].min() for b in batches]
+    assert not (np.diff(firsts) >= 0).all(), "the batches are shuffled, not in length order"
+    window = batch_order(review_lengths[:1000], 10, np.random.default_rng(2), by_length=True)
+    assert len(window) == 100 and all(len(b) == 10 for b in window)
+    # each window of 500 reviews is sorted on its own: a batch never mixes two windows
+    windows = np.random.default_rng(2).permutation(1000).reshape(2, 500)
+    for batch in window:
+        assert any(set(batch) <= set(w) for w in windows)

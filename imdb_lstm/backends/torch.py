@@ -67,7 +67,8 @@ def optimizer_state(optimizer):
     optimizer = framework_optimizer(optimizer, _torch().optim.Optimizer)
     if optimizer is None:
         return {}
-    return {f"{i}/{key}": value.detach().cpu().numpy() for i, state in optimizer.state_dict()["state"].items()
+    # copies: numpy() of a CPU tensor is a view, which the next step changes
+    return {f"{i}/{key}": value.detach().cpu().numpy().copy() for i, state in optimizer.state_dict()["state"].items()
             for key, value in state.items()}
 
 

@@ -1,0 +1,366 @@
+"""The backend-facing code in the test process itself, on torch: the model, its files, prediction, the
+training step, the backend's helpers. The subprocess tests (test_backends, test_model_files,
+test_stages) cover every backend; these exist so that a mutation tool, which sees only what runs in
+its own process, sees this code run (TESTING.md). tlx picks its backend once per process: here torch.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from imdb_lstm import backend, errors
+from imdb_lstm.errors import PipelineError
+from test_model_files import CASES, damage
+
+
+@pytest.fixture(scope="module")
+def tlx():
+    environment = dict(os.environ)
+    loaded = backend.load("torch")
+    os.environ.clear()  # the kernel pins stay out of the subprocesses of later tests
+    os.environ.update(environment)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def model(tlx):
+    import imdb_lstm.model
+    return imdb_lstm.model
+
+
+def weights_of(tlx, net):
+    return [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
+
+
+# --- backend -------------------------------------------------------------------------------------
+
+def test_one_process_runs_one_backend(tlx):
+    assert backend.load("torch") is tlx and backend.tlx() is tlx
+    with pytest.raises(PipelineError, match="^backend torch is loaded already; one process runs one backend$"):
+        backend.load("paddle")
+    assert backend.version() == f"torch {tlx.BACKEND_VERSION}" and backend.device() == "cpu"
+    import torch
+    assert torch.get_num_threads() == 2, "the pinned thread count"
+
+
+def test_asking_for_a_gpu_that_is_not_there_is_refused(tlx):
+    entry = backend._entry
+    with pytest.raises(PipelineError) as refused:
+        backend._use_device("torch", entry, "gpu")
+    assert str(refused.value) == "device gpu was asked for, but torch sees no GPU: use device cpu or auto"
+    backend._use_device("torch", entry, "auto")
+    assert backend.device() == "cpu"
+
+
+def test_a_seed_gives_the_same_weights_and_another_seed_others(model, tlx):
+    def weights(seed):
+        backend.seed(seed)
+        return weights_of(tlx, model.SentimentLSTM(30, 4, 3))
+    first = weights(3)
+    assert all((a == b).all() for a, b in zip(first, weights(3)))
+    assert not all((a == b).all() for a, b in zip(first, weights(4)))
+
+
+def test_no_grad_records_no_graph_and_set_trainable_switches_gradients(model, tlx):
+    net = model.SentimentLSTM(30, 4, 3)
+    ids = tlx.convert_to_tensor(np.ones((2, 5), np.int64))
+    assert net(ids).requires_grad
+    with backend.no_grad():
+        assert not net(ids).requires_grad
+    embedding = net.embedding.all_weights[0]
+    backend.set_trainable(embedding, False)
+    assert not embedding.requires_grad
+    backend.set_trainable(embedding, True)
+    assert embedding.requires_grad
+
+
+def small_training(model, tlx, dropout=0.0):
+    from imdb_lstm.training import CountingLoss, make_step
+    backend.seed(0)
+    net = model.SentimentLSTM(30, 4, 3, bidirectional=True, num_layers=2, dropout=dropout)
+    step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.05, frozen=False)
+    net.set_train()
+    rng = np.random.default_rng(0)
+    ids, labels = rng.integers(0, 30, (16, 7)), rng.integers(0, 2, 16)
+    return net, step, lambda: float(step(tlx.convert_to_tensor(ids), tlx.convert_to_tensor(labels)))
+
+
+def test_an_optimizer_and_dropout_restored_from_their_state_continue_with_the_same_bits(model, tlx):
+    assert backend.optimizer_state(small_training(model, tlx)[1]) == {}, "no state before the first step"
+    net, step, train = small_training(model, tlx, dropout=0.5)
+    train(), train()
+    weights, optimizer, rng = weights_of(tlx, net), backend.optimizer_state(step), backend.rng_state()
+    assert optimizer and all(isinstance(v, np.ndarray) for v in optimizer.values())
+    going_on = [train() for _ in range(3)], weights_of(tlx, net)
+    net, step, train = small_training(model, tlx, dropout=0.5)
+    tlx.files.assign_weights(weights, net)
+    backend.set_rng_state(rng)
+    backend.restore_optimizer(step, optimizer)
+    resumed = [train() for _ in range(3)], weights_of(tlx, net)
+    assert going_on[0] == resumed[0]
+    assert all((a == b).all() for a, b in zip(going_on[1], resumed[1]))
+    backend.restore_optimizer(step, {})  # nothing saved: nothing to restore, and no error
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+CONFIGS = [{}, {"bidirectional": True}, {"num_layers": 3}, {"bidirectional": True, "num_layers": 2},
+           {"pooling": "masked_mean_max"}, {"bidirectional": True, "pooling": "masked_mean_max", "dropout": 0.2}]
+
+
+@pytest.mark.parametrize("options", CONFIGS)
+def test_parameter_count_is_the_real_models(model, options):
+    net = model.SentimentLSTM(37, 8, 6, **options)
+    assert model.parameter_count(net.config) == sum(int(np.prod(w.shape)) for w in net.all_weights)
+    assert net.config == {"vocab_size": 37, "embedding_dim": 8, "hidden_size": 6, "bidirectional": False,
+                          "num_layers": 1, "pooling": "mean", "dropout": 0.0, "trim_padding": False, **options}
+
+
+def test_parameter_count_by_hand():
+    from imdb_lstm.model import parameter_count
+    config = {"vocab_size": 37, "embedding_dim": 8, "hidden_size": 6, "bidirectional": False, "num_layers": 1,
+              "pooling": "mean"}
+    # embedding, LSTM gates (input, hidden and two biases), dense, classifier
+    assert parameter_count(config) == 37 * 8 + 4 * 6 * (8 + 6 + 2) + (6 + 1) * 6 + (6 + 1) * 2
+    two = {**config, "num_layers": 2, "bidirectional": True, "pooling": "masked_mean_max"}
+    assert parameter_count(two) == (37 * 8 + 2 * 4 * 6 * (8 + 6 + 2) + 2 * 4 * 6 * (12 + 6 + 2)
+                                    + (24 + 1) * 6 + (6 + 1) * 2)
+
+
+def test_dropout_layers_exist_only_where_asked(model):
+    assert model.SentimentLSTM(30, 4, 3).dropout is None
+    net = model.SentimentLSTM(30, 4, 3, dropout=0.25)
+    assert net.dropout is not None and net.lstm.dropout == 0.0, "one LSTM layer: nothing between layers"
+    assert model.SentimentLSTM(30, 4, 3, num_layers=2, dropout=0.25).lstm.dropout == 0.25
+
+
+def test_each_pooling_is_what_its_name_says(model, tlx):
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    ids = np.array([[0, 0, 3, 4, 5], [6, 7, 8, 9, 1], [0, 0, 0, 0, 2]])
+    words = (ids != 0)[..., None]
+    masked_mean = (states * words).sum(1) / words.sum(1)
+    expected = {"mean": states.mean(1), "max": states.max(1), "last": states[:, -1],
+                "masked_mean": masked_mean,
+                "masked_mean_max": np.concatenate([masked_mean, np.where(words, states, -np.inf).max(1)], 1)}
+    for pooling, want in expected.items():
+        net = model.SentimentLSTM(10, 4, 4, pooling=pooling)
+        got = tlx.convert_to_numpy(net.pool(tlx.convert_to_tensor(states), tlx.convert_to_tensor(ids)))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=pooling)
+    all_padding = np.zeros((1, 5), np.int64)  # no word at all: zeros, not a division by zero
+    net = model.SentimentLSTM(10, 4, 4, pooling="masked_mean")
+    pooled = net.pool(tlx.convert_to_tensor(states[:1]), tlx.convert_to_tensor(all_padding))
+    assert (tlx.convert_to_numpy(pooled) == 0).all()
+
+
+def test_the_forward_pass_gives_two_logits_per_review_for_every_option(model, tlx):
+    ids = tlx.convert_to_tensor(np.random.default_rng(0).integers(0, 30, (3, 6)))
+    for options in CONFIGS + [{"pooling": "last"}, {"pooling": "max"}]:
+        net = model.SentimentLSTM(30, 4, 3, **options)
+        assert tuple(net(ids).shape) == (3, 2), options
+    wide = model.SentimentLSTM(30, 4, 3, bidirectional=True, pooling="masked_mean_max")
+    assert tuple(wide.dense.all_weights[0].shape) in ((12, 3), (3, 12)), "2 directions × (mean, max) features"
+
+
+def test_pretrained_vectors_set_the_embedding_and_must_fit_it(model, tlx):
+    net = model.SentimentLSTM(30, 4, 3)
+    vectors = np.arange(120, dtype=np.float32).reshape(30, 4)
+    model.start_from_vectors(net, vectors)
+    assert (tlx.convert_to_numpy(net.embedding.all_weights[0]) == vectors).all()
+    with pytest.raises(PipelineError) as refused:
+        model.start_from_vectors(net, vectors[:, :3])
+    assert str(refused.value) == ("the pretrained vectors are (30, 3), the embedding (30, 4): rerun "
+                                  "`dvc repro pretrain` with this params.yaml")
+
+
+@pytest.fixture
+def saved(model, tlx, tmp_path):
+    backend.seed(1)
+    net = model.SentimentLSTM(37, 8, 6, bidirectional=True, pooling="masked_mean_max")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model.save_model(net, folder, vocabulary="abc123")
+    return net, folder
+
+
+def test_a_saved_model_loads_with_its_config_vocabulary_and_logits(model, tlx, saved):
+    net, folder = saved
+    info = json.loads((folder / "model.json").read_text())
+    assert info == {**net.config, "trained_on": backend.version(), "vocabulary": "abc123"}
+    assert (folder / "model.json").read_text() == json.dumps(info, indent=2, sort_keys=True) + "\n"
+    loaded = model.load_model(folder)
+    assert loaded.config == net.config and loaded.vocabulary == "abc123"
+    assert all((a == b).all() for a, b in zip(weights_of(tlx, net), weights_of(tlx, loaded)))
+    ids = np.random.default_rng(0).integers(0, 37, (9, 6))
+    net.set_eval()
+    np.testing.assert_array_equal(model.predict_logits(loaded, ids), model.predict_logits(net, ids))
+    loaded.set_train()  # loaded in eval mode: dropout off, which the equal logits above relied on
+    edit = json.loads((folder / "model.json").read_text())
+    del edit["vocabulary"], edit["trained_on"]
+    (folder / "model.json").write_text(json.dumps(edit))
+    assert model.load_model(folder).vocabulary is None, "a model saved before vocabularies were recorded"
+
+
+MESSAGES = {  # the whole line each damage gets, with {folder} for the model folder
+    "weights truncated": "{folder}/weights.npz is damaged",
+    "weights missing": "no weights.npz in {folder}: retrain with `dvc repro train`",
+    "weights of another model": "{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`",
+    "weights not float32": "{folder}/weights.npz is damaged (array 0 is float64, not float32): retrain with "
+                           "`dvc repro train`",
+    "weights NaN": "{folder}/weights.npz holds NaN or infinite weights: retrain with `dvc repro train`",
+    "json a list": "{folder}/model.json is damaged (not a JSON object): retrain with `dvc repro train`",
+    "unknown key": "{folder}/model.json: unknown key 'colour': it was not written by this project's train "
+                   "stage; retrain with `dvc repro train`",
+    "absurd sizes": "{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`",
+}
+
+
+@pytest.mark.parametrize("how", CASES)
+def test_a_bad_model_folder_is_refused_with_its_message(model, saved, tmp_path, how):
+    folder = tmp_path / "copy"
+    shutil.copytree(saved[1], folder)
+    damage(folder, how)
+    with pytest.raises(PipelineError) as refused:
+        model.load_model(folder)
+    assert CASES[how] in str(refused.value)
+    if how in MESSAGES:
+        assert str(refused.value).startswith(MESSAGES[how].format(folder=folder))
+
+
+def test_a_folder_without_a_model_says_to_train_first(model, tmp_path):
+    with pytest.raises(PipelineError, match="^no trained model in .*: run `dvc repro train` first$"):
+        model.load_model(tmp_path)
+
+
+def test_weights_whose_members_are_not_numbered_from_0_are_refused(model, saved):
+    import zipfile
+    net, folder = saved
+    with zipfile.ZipFile(folder / "weights.npz", "a") as archive:
+        archive.writestr("extra.npy", b"")
+    with pytest.raises(PipelineError, match="are not 0.npy, 1.npy"):
+        model.load_model(folder)
+
+
+def test_predict_logits_is_the_same_in_any_batch_size_and_refuses_unknown_words(model, tlx):
+    net = model.SentimentLSTM(30, 4, 3)
+    net.set_eval()
+    ids = np.random.default_rng(0).integers(0, 30, (11, 6))
+    whole = model.predict_logits(net, ids)
+    assert whole.shape == (11, 2) and whole.dtype == np.float64
+    np.testing.assert_allclose(model.predict_logits(net, ids, batch_size=3), whole, atol=1e-6)
+    np.testing.assert_allclose(whole[4], tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[4:5])))[0], atol=1e-6)
+    assert model.predict_logits(net, ids[:0]).shape == (0, 2)
+    with pytest.raises(PipelineError) as refused:
+        model.predict_logits(net, np.full((2, 3), 30))
+    assert str(refused.value) == ("word ids reach 30, but the model knows 30 words: the prepared data changed "
+                                  "since training; run `dvc repro`")
+    model.predict_logits(net, np.full((2, 3), 29))  # the last known word
+
+
+def test_with_trim_padding_each_review_is_scored_at_its_own_length(model, tlx):
+    net = model.SentimentLSTM(30, 4, 3, pooling="last", trim_padding=True)
+    net.set_eval()
+    ids = np.array([[0, 0, 5, 6], [7, 8, 9, 10], [0, 0, 0, 11], [0, 3, 4, 12]])
+    together = model.predict_logits(net, ids, batch_size=2)
+    for row, logits in zip(ids, together):
+        alone = tlx.convert_to_numpy(net(tlx.convert_to_tensor(row[row != 0][None])))[0]
+        np.testing.assert_allclose(logits, alone, atol=1e-6)
+
+
+# --- the training step ---------------------------------------------------------------------------
+
+def test_the_counting_loss_is_cross_entropy_and_counts_correct_predictions(tlx):
+    from imdb_lstm.training import CountingLoss
+    loss_fn = CountingLoss(tlx)
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, -1.0]], np.float32)
+    labels = np.array([0, 0, 1])
+    loss = float(loss_fn(tlx.convert_to_tensor(logits), tlx.convert_to_tensor(labels)))
+    shifted = logits - logits.max(1, keepdims=True)
+    expected = -(shifted[range(3), labels] - np.log(np.exp(shifted).sum(1))).mean()
+    assert loss == pytest.approx(expected, rel=1e-6)
+    assert loss_fn.correct == 1
+    loss_fn(tlx.convert_to_tensor(logits), tlx.convert_to_tensor(np.array([0, 1, 0])))
+    assert loss_fn.correct == 4, "it adds up until train_epoch resets it"
+
+
+def test_a_frozen_embedding_stays_and_the_rest_trains(model, tlx):
+    from imdb_lstm.training import CountingLoss, make_step
+    ids, labels = tlx.convert_to_tensor(np.ones((4, 5), np.int64)), tlx.convert_to_tensor(np.array([0, 1, 1, 0]))
+    for frozen in (True, False):
+        net = model.SentimentLSTM(30, 4, 3)
+        before = weights_of(tlx, net)
+        step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1, frozen=frozen)
+        net.set_train()
+        step(ids, labels)
+        after = weights_of(tlx, net)
+        assert (before[0] == after[0]).all() == frozen
+        assert not (before[1] == after[1]).all()
+        assert net.embedding.all_weights[0].requires_grad == (not frozen)
+
+
+class Progress:
+    def __init__(self):
+        self.seen, self.postfix = [], None
+
+    def update(self, count):
+        self.seen.append(count)
+
+    def set_postfix(self, **values):
+        self.postfix = values
+
+
+def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx):
+    from imdb_lstm.training import CountingLoss, make_step, train_epoch
+    net = model.SentimentLSTM(30, 4, 3)
+    loss_fn = CountingLoss(tlx)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0, frozen=False)  # weights stay
+    net.set_train()
+    rng = np.random.default_rng(0)
+    ids, labels = rng.integers(0, 30, (10, 6)), rng.integers(0, 2, 10)
+    batches = [np.arange(0, 4), np.arange(4, 10)]
+    logits = model.predict_logits(net, ids)
+    shifted = logits - logits.max(1, keepdims=True)
+    losses = -(shifted[range(10), labels] - np.log(np.exp(shifted).sum(1)))
+    progress = Progress()
+    loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, False, progress)
+    assert loss == pytest.approx(losses.mean(), rel=1e-5), "each batch's mean loss weighted by its size"
+    assert accuracy == (logits.argmax(1) == labels).mean()
+    assert progress.seen == [4, 6] and progress.postfix == {"loss": f"{loss:.4f}"}
+
+
+def test_a_loss_that_is_not_a_number_stops_training_with_the_fix(model, tlx):
+    from imdb_lstm.training import CountingLoss, make_step, train_epoch
+    net = model.SentimentLSTM(30, 4, 3)
+    tlx.files.assign_weights([np.full((30, 4), np.nan, np.float32)], net.embedding)
+    loss_fn = CountingLoss(tlx)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001, frozen=False)
+    with pytest.raises(PipelineError, match=r"^the training loss became nan: lower `lr` in params.yaml$"):
+        train_epoch(step, loss_fn, tlx, np.ones((4, 3), np.int64), np.zeros(4, np.int64), [np.arange(4)], False,
+                    Progress())
+
+
+def test_a_stop_signal_ends_the_epoch_before_the_next_batch(model, tlx, monkeypatch):
+    from imdb_lstm.training import CountingLoss, make_step, train_epoch
+    net = model.SentimentLSTM(30, 4, 3)
+    loss_fn = CountingLoss(tlx)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001, frozen=False)
+    monkeypatch.setattr(errors, "_interrupted", True)
+    progress = Progress()
+    with pytest.raises(KeyboardInterrupt):
+        train_epoch(step, loss_fn, tlx, np.ones((4, 3), np.int64), np.zeros(4, np.int64), [np.arange(4)], False,
+                    progress)
+    assert progress.seen == []
+
+
+def test_trimmed_batches_train_on_the_words_only(model, tlx):
+    from imdb_lstm.training import CountingLoss, make_step, train_epoch
+    net = model.SentimentLSTM(30, 4, 3, pooling="mean", trim_padding=True)
+    loss_fn = CountingLoss(tlx)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0, frozen=False)
+    ids = np.array([[0, 0, 3, 4], [0, 5, 6, 7]])
+    loss, _ = train_epoch(step, loss_fn, tlx, ids, np.array([0, 1]), [np.arange(2)], True, Progress())
+    trimmed = tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[:, 1:])))
+    shifted = trimmed - trimmed.max(1, keepdims=True)
+    assert loss == pytest.approx(-(shifted[[0, 1], [0, 1]] - np.log(np.exp(shifted).sum(1))).mean(), rel=1e-5)
