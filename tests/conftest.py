@@ -14,7 +14,7 @@ from imdb_lstm import backends  # noqa: E402 (after the path above)
 from imdb_lstm.errors import PipelineError  # noqa: E402
 
 
-def run_backend(backend, code, without=(), timeout=300):
+def run_backend(backend, code, without=(), timeout=300, cwd=ROOT):
     """Run `code` in a fresh python with `tlx` loaded on `backend` (tlx picks its backend once per
     process). `without` names compat fixes to leave out, to show the code fails without them."""
     skip = "".join(f"compat.{fix} = lambda *args: None\n" for fix in without)
@@ -25,7 +25,7 @@ def run_backend(backend, code, without=(), timeout=300):
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=timeout)
+                          cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Streaming reads of the IMDB archive: reviews, fingerprint, and refusal of unsafe or damaged files."""
 import gzip
+import io
 import subprocess
 import sys
 import tarfile
@@ -8,6 +9,7 @@ import pytest
 
 from conftest import ROOT
 from imdb_fixture import make_archive, member_info, write_archive
+from imdb_lstm import archive
 from imdb_lstm.archive import Review, fingerprint, iter_reviews
 from imdb_lstm.errors import PipelineError
 
@@ -232,3 +234,55 @@ def test_header_checksums_as_tar_writers_store_them(tiny, checksum, readable):
     else:
         with pytest.raises(PipelineError, match="bad checksum"):
             list(iter_reviews(tiny))
+
+
+# --- the tar reader's field parsers, one by one -------------------------------------------------
+
+def test_numeric_fields_read_octal_text_and_gnu_base_256():
+    from imdb_lstm.archive import _number
+    assert _number(b"0000644\0") == 0o644
+    assert _number(b"  1750 \0\0") == 0o1750, "spaces and NULs around the digits"
+    assert _number(b"\0" * 8) == 0 and _number(b"        ") == 0, "an empty field is 0"
+    assert _number(b"\x80" + (5).to_bytes(11, "big")) == 5
+    assert _number(b"\x80\x00\x01\x00") == 256
+    assert _number(b"\xff" * 12) == -1, "0xff starts a negative number, two's complement"
+    assert _number(b"\xff" + (256 ** 11 - 300).to_bytes(11, "big")) == -300
+    assert _number(b"\xff\xff\xfe") == -2
+    with pytest.raises(archive._NotTar) as refused:
+        _number(b"12x4" + b"9" * 30)
+    assert str(refused.value) == f"a header field {(b'12x4' + b'9' * 30)[:20]!r} that is not a number"
+
+
+def test_pax_records_are_read_by_their_lengths():
+    from imdb_lstm.archive import _pax_records
+    assert _pax_records(b"") == {}
+    assert _pax_records(b"11 path=ab\n16 size=1234567\n") == {"path": "ab", "size": "1234567"}
+    assert _pax_records(b"14 path=a=b c\n\0\0\0\0") == {"path": "a=b c"}, "stops at the padding"
+    assert _pax_records(b"13 path=\xc3\xa9t\xff\n") == {"path": "\u00e9t\udcff"}
+    for bad in (b"x path=a\n", b"2 \n", b"3 a\n", b" 9 path=a\n"):
+        with pytest.raises(archive._NotTar, match="^a malformed pax header$"):
+            _pax_records(bad)
+
+
+def test_text_fields_end_at_their_first_nul_and_keep_undecodable_bytes():
+    from imdb_lstm.archive import _text
+    assert _text(b"aclImdb/README\0\0junk\0") == "aclImdb/README"
+    assert _text(b"a\xffb") == "a\udcffb"
+    assert _text(b"") == ""
+
+
+def test_reading_and_skipping_stop_at_the_end_of_the_data():
+    from imdb_lstm.archive import _read_exact, _skip
+    stream = io.BytesIO(b"abcdef")
+    assert _read_exact(stream, 2) == b"ab"
+    with pytest.raises(archive._NotTar) as short:
+        _read_exact(stream, 5)
+    assert str(short.value) == "the data ends inside a member (4 of 5 bytes)"
+    stream = io.BytesIO(bytes(3 << 20))
+    _skip(stream, (2 << 20) + 5)
+    assert stream.tell() == (2 << 20) + 5
+    _skip(stream, 0)
+    _skip(stream, -4)
+    assert stream.tell() == (2 << 20) + 5, "nothing to skip"
+    with pytest.raises(archive._NotTar, match="^the data ends inside a member$"):
+        _skip(stream, 1 << 20)

@@ -244,3 +244,12 @@ def test_the_fix_is_needed_and_works(fix, backend_run):
     broken = backend_run(backend, code, without=[fix.split("[")[0], *dependents])
     assert broken.returncode != 0
     assert failure in broken.stderr
+
+
+def test_a_mindspore_failure_leaves_nothing_in_the_working_directory(backend_run, tmp_path):
+    """MindSpore writes a failed graph's analysis to rank_0/om/ under the working directory, which in a
+    checkout is an untracked folder among the project's files; backends/mindspore.py sends it elsewhere."""
+    require("mindspore")
+    failed = backend_run("mindspore", MS_ADAM_STEP, without=["_gather_embeddings_densely"], cwd=tmp_path)
+    assert failed.returncode != 0 and "must be equal to" in failed.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ its own process, sees this code run (TESTING.md). tlx picks its backend once per
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -364,3 +365,90 @@ def test_trimmed_batches_train_on_the_words_only(model, tlx):
     trimmed = tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[:, 1:])))
     shifted = trimmed - trimmed.max(1, keepdims=True)
     assert loss == pytest.approx(-(shifted[[0, 1], [0, 1]] - np.log(np.exp(shifted).sum(1))).mean(), rel=1e-5)
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def trained(model, tlx, tmp_path):
+    """A model folder and the vocab.json it was 'trained' with (random weights: the labels do not matter)."""
+    from imdb_lstm.files import sha256_file, write_json
+    vocab = tmp_path / "vocab.json"
+    write_json(vocab, {"encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"},
+                       "words": ["<pad>", "<unk>", "great", "film", "awful", "plot"]})
+    backend.seed(2)
+    net = model.SentimentLSTM(6, 4, 3)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    model.save_model(net, folder, vocabulary=sha256_file(vocab))
+    return ["--model", str(folder), "--vocab", str(vocab)], net
+
+
+def expected_lines(model, net, reviews, ids):
+    from imdb_lstm.metrics import log_softmax
+    net.set_eval()
+    positive = np.exp(log_softmax(model.predict_logits(net, np.array(ids)))[:, 1])
+    return [("positive" if p > 0.5 else "negative", round(float(max(p, 1 - p)), 4), review)
+            for p, review in zip(positive, reviews)]
+
+
+def test_predict_prints_a_label_and_its_probability_per_review(model, trained, capsys):
+    from imdb_lstm import predict
+    options, net = trained
+    predict.main(["great film", "awful plot twist", *options])
+    lines = capsys.readouterr().out.splitlines()
+    expected = expected_lines(model, net, ["great film", "awful plot twist"], [[0, 0, 0, 0, 2, 3], [0, 0, 0, 4, 5, 1]])
+    assert lines == [f"{label:8} {probability:.4f}  {review}" for label, probability, review in expected]
+    assert all(0.5 <= probability <= 1 for _, probability, _ in expected)
+    predict.main(["--json", "great film", *options])
+    assert json.loads(capsys.readouterr().out) == [{"label": expected[0][0], "probability": expected[0][1],
+                                                    "review": "great film"}]
+
+
+def test_predict_reads_a_file_or_stdin_one_review_a_line(trained, tmp_path, capsys, monkeypatch):
+    import io
+    from imdb_lstm import predict
+    options, _ = trained
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_bytes(b"great film\n\n  \nawful \xff plot\n")
+    predict.main(["--file", str(reviews), *options])
+    assert [line.split("  ", 1)[1] for line in capsys.readouterr().out.splitlines()] == ["great film",
+                                                                                         "awful \ufffd plot"]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"film\nplot\n")))
+    predict.main(options)
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_predict_refuses_with_one_line_what_it_cannot_use(trained, tmp_path, monkeypatch):
+    import io
+    from imdb_lstm import predict
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n  \n")))  # blank lines: no review
+    from imdb_lstm.files import write_json
+    options, _ = trained
+    folder, vocab = options[1], Path(options[3])
+    cases = [
+        ([], "no review to classify: give one as an argument, with --file, or on stdin"),
+        (["--file", str(tmp_path / "none.txt")], f"cannot read {tmp_path / 'none.txt'}: No such file or directory"),
+        (["x", "--vocab", str(tmp_path / "none.json")],
+         f"no vocabulary at {tmp_path / 'none.json'}: run `dvc repro` (or `dvc pull`) first"),
+    ]
+    other = tmp_path / "other.json"
+    write_json(other, {"encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"}, "words": ["<pad>", "<unk>", "x"]})
+    cases.append((["x", "--vocab", str(other)], f"{other} is not the vocabulary {folder} was trained with: run "
+                                                 "`dvc repro`, or pass that model's --vocab"))
+    for content, why in [({"words": ["a", 1], "encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"}},
+                          "a word that is not a string"),
+                         ({"words": ["a"], "encoding": {"seq_len": 0, "truncate": "pre", "pad": "pre"}}, "seq_len"),
+                         ({"words": ["a"]}, "'encoding'")]:
+        bad = tmp_path / "bad.json"
+        write_json(bad, content)
+        cases.append((["x", "--vocab", str(bad)], f"{bad} is not a vocabulary written by `dvc repro prepare` ("))
+    for argv, message in cases:
+        if "--vocab" not in argv:
+            argv = [*argv, "--vocab", str(vocab)]
+        with pytest.raises(PipelineError) as refused:
+            predict.main([*argv, "--model", folder])
+        assert str(refused.value).startswith(message), (argv, str(refused.value))
+    with pytest.raises(PipelineError) as refused:
+        predict.main(["x", "--vocab", str(bad), "--model", folder])
+    assert "'encoding'" in str(refused.value)
