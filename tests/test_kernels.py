@@ -5,6 +5,7 @@ import platform
 
 import pytest
 
+from conftest import ROOT
 from imdb_lstm import backends, kernels
 from imdb_lstm.errors import PipelineError
 
@@ -69,7 +70,7 @@ def test_the_table_lists_the_four_tutorial_backends_each_with_its_install_file()
     assert files == {name: {"tensorflow": "requirements-tensorflow.txt", "mindspore": "requirements-mindspore.txt"}
                      .get(name, "requirements.txt") for name in backends.installed()}
     assert {"torch", "paddle"} <= set(backends.installed())  # requirements.txt's two always are
-    assert all(os.path.exists(name) for name in set(files.values()))
+    assert all((ROOT / name).exists() for name in set(files.values()))
 
 
 def test_an_unknown_backend_is_refused_before_any_import():

@@ -16,10 +16,14 @@ from imdb_lstm.errors import PipelineError
 from test_model_files import CASES, damage
 
 
+PINNED = {}  # the environment as backend.load left it
+
+
 @pytest.fixture(scope="module")
 def tlx():
     environment = dict(os.environ)
     loaded = backend.load("torch")
+    PINNED.update(os.environ)
     os.environ.clear()  # the kernel pins stay out of the subprocesses of later tests
     os.environ.update(environment)
     return loaded
@@ -36,6 +40,58 @@ def weights_of(tlx, net):
 
 
 # --- backend -------------------------------------------------------------------------------------
+
+def test_loading_pins_the_kernels_and_applies_every_torch_fix(tlx):
+    """First in this file: the test in which backend.load runs, so a mutation tool maps the load's code
+    (pins, compat.py's torch fixes) to this test, which uses what each fix makes work."""
+    import sys
+    import torch
+    assert {name: PINNED.get(name) for name in ("ONEDNN_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE",
+                                                "ATEN_CPU_CAPABILITY", "MKL_CBWR", "TL_BACKEND")} == {
+        "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT", "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_CBWR": "COMPATIBLE", "TL_BACKEND": "torch"}
+    assert torch.get_num_threads() == 2 and PINNED["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", "1000")
+    with pytest.raises(ImportError, match="need torchvision"):  # _skip_torchvision_box_ops: import worked
+        sys.modules["tensorlayerx.vision.ops.torch_ops"].nms()
+
+    class Inner(tlx.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = tlx.nn.LSTM(4, 4, num_layers=2, dropout=0.5, batch_first=True)
+            self.drop = tlx.nn.Dropout(p=0.5)
+
+        def forward(self, x):
+            return self.drop(self.lstm(x)[0])
+
+    class Net(tlx.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner()
+            self.classify = tlx.nn.Linear(in_features=4, out_features=2)
+
+        def forward(self, x):
+            return tlx.reduce_mean(self.classify(self.inner(x)), axis=1)
+
+    net, x = Net(), tlx.ones((3, 5, 4))
+    assert len(list(net.parameters())) == 10  # _accept_remove_duplicate: 8 LSTM tensors, 2 Linear
+    net.set_eval()  # _keep_rnn_train_method: eval() works; _set_train_recursively: dropout off at depth 2
+    assert not net.inner.lstm.training and net.inner.drop.is_train is False
+    assert (tlx.convert_to_numpy(net(x)) == tlx.convert_to_numpy(net(x))).all()
+    net.set_train()
+    assert net.inner.lstm.training and not (tlx.convert_to_numpy(net(x)) == tlx.convert_to_numpy(net(x))).all()
+    step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, tlx.losses.softmax_cross_entropy_with_logits),
+                                  tlx.optimizers.Adam(lr=0.1), net.trainable_weights)
+    before = tlx.convert_to_numpy(net.classify.weights).copy()
+    step(x, tlx.convert_to_tensor(np.array([0, 1, 1])))  # _step_real_torch_optimizer
+    assert not (before == tlx.convert_to_numpy(net.classify.weights)).all()
+
+    class Interrupted(torch.Tensor):  # _let_interrupts_out_of_convert_to_numpy
+        def numpy(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tlx.convert_to_numpy(torch.zeros(2).as_subclass(Interrupted))
+
 
 def test_one_process_runs_one_backend(tlx):
     assert backend.load("torch") is tlx and backend.tlx() is tlx
