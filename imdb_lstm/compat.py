@@ -384,9 +384,7 @@ def _gather_embeddings_densely(tlx):
         def construct(self, params, ids, *args, **kwargs):
             return mindspore.ops.gather(params, ids, 0)
 
-    from tensorlayerx.backend.ops import mindspore_backend
-    for module in (tlx, tlx.ops, mindspore_backend):  # tlx's Embedding looks it up in tlx.ops when built
-        module.EmbeddingLookup = DenseEmbeddingLookup
+    tlx.EmbeddingLookup = DenseEmbeddingLookup  # tlx's Embedding layers look it up here when built
 
 
 def _run_mindspore_lstm_fused(tlx):
