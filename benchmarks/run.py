@@ -44,7 +44,7 @@ def tlx_epoch(tlx, ids, labels, batch_size):
 
     net = SentimentLSTM(VOCAB, WIDTH, WIDTH)
     loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=1e-3, frozen=False)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=1e-3)
     net.set_train()
     review_lengths = lengths(ids)
 

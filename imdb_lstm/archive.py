@@ -65,6 +65,12 @@ def sorted_reviews(path, include_unsup=False):
     return splits
 
 
+def pretraining_texts(path):
+    """The training and unlabelled review texts (never the test split's), in a fixed order: what
+    the pretrain and lm stages learn from."""
+    return [text for _, _, text in sorted_reviews(path, include_unsup=True)["train"]]
+
+
 def labelled_splits(path):
     """{"train": (texts, labels), "test": (texts, labels)}: labels an int64 array (1 = positive), in
     sorted_reviews' order. A split without both classes is refused."""

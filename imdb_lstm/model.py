@@ -103,21 +103,12 @@ def load_model(folder):
     info = _read_model_json(folder / "model.json")
     vocabulary = info.pop("vocabulary", None)
     info.pop("trained_on", None)
-    shapes = _weight_shapes(folder / "weights.npz")
+    weights_file, fix = folder / "weights.npz", "retrain with `dvc repro train`"
+    shapes = _weight_shapes(weights_file, fix)
     if sum(math.prod(shape) for shape in shapes) != parameter_count(info):
-        raise PipelineError(f"{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`")
+        raise PipelineError(f"{weights_file} does not fit model.json: {fix}")
     net = SentimentLSTM(**info)
-    if shapes != [tuple(w.shape) for w in net.all_weights]:
-        raise PipelineError(f"{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`")
-    # tlx's own npz loader unpickles (allow_pickle=True); these arrays are read without it.
-    try:
-        with np.load(folder / "weights.npz", allow_pickle=False) as saved:
-            weights = [saved[str(i)] for i in range(len(shapes))]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise PipelineError(f"{folder}/weights.npz is damaged ({quote(str(error), repr_=False)}): "
-                            "retrain with `dvc repro train`") from None
-    if not all(np.isfinite(w).all() for w in weights):
-        raise PipelineError(f"{folder}/weights.npz holds NaN or infinite weights: retrain with `dvc repro train`")
+    weights = read_weights(weights_file, [tuple(w.shape) for w in net.all_weights], "model.json", fix, exact=True)
     tlx.files.assign_weights(weights, net)
     net.set_eval()
     net.vocabulary = vocabulary
@@ -142,7 +133,24 @@ def _read_model_json(path):
     return info
 
 
-def _weight_shapes(path):
+def read_weights(path, shapes, described_by, fix, exact=False):
+    """The first len(shapes) arrays of a weights.npz, which must have those `shapes` (and be all of its
+    arrays if `exact`), finite float32. Their headers are checked before anything is loaded, and nothing
+    is unpickled (tlx's own npz loader does: allow_pickle=True). PipelineError ending in `fix` otherwise."""
+    found = _weight_shapes(path, fix)
+    if (found if exact else found[:len(shapes)]) != shapes:
+        raise PipelineError(f"{path} does not fit {described_by}: {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            weights = [saved[str(i)] for i in range(len(shapes))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): {fix}") from None
+    if not all(np.isfinite(w).all() for w in weights):
+        raise PipelineError(f"{path} holds NaN or infinite weights: {fix}")
+    return weights
+
+
+def _weight_shapes(path, fix):
     """The shapes of the arrays "0", "1", ... in a weights.npz, read from their headers only."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -161,10 +169,9 @@ def _weight_shapes(path):
                     shapes.append(tuple(shape))
             return shapes
     except FileNotFoundError:
-        raise PipelineError(f"no weights.npz in {path.parent}: retrain with `dvc repro train`") from None
+        raise PipelineError(f"no weights.npz in {path.parent}: {fix}") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): retrain with "
-                            "`dvc repro train`") from None
+        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): {fix}") from None
 
 
 def predict_logits(net, ids, batch_size=500):

@@ -48,6 +48,16 @@ SCHEMA = {
         "frozen_epochs": (int, *_int_range(0, 1000)),
         "fine_tune_lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
     },
+    "lm": {
+        "use": (bool, lambda v: True, "true or false"),
+        "epochs": (int, *_int_range(1, 1000)),
+        "batch_size": (int, *_int_range(1, 65536)),
+        "steps": (int, *_int_range(2, 5000)),
+        "lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
+        "output_words": (int, *_int_range(3, 1_000_002)),
+        "frozen_epochs": (int, *_int_range(0, 1000)),
+        "fine_tune_lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
+    },
     "model": {
         "embedding_dim": (int, *_int_range(1, 4096)),
         "hidden_size": (int, *_int_range(1, 4096)),
@@ -111,6 +121,9 @@ def check_rules(params, path):
         raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} with pretrain.use must be "
                             f"below 'data.vocab_size' ({data['vocab_size']}): raise the vocabulary or narrow the "
                             "embedding")
+    if params["lm"]["use"] and model["bidirectional"]:
+        raise PipelineError(f"{path}: lm.use starts the LSTM from a language model, which reads one way: set "
+                            "model.bidirectional to false, or lm.use to false")
 
 
 def check(values, schema, path, prefix=""):

@@ -54,12 +54,13 @@ def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
     return total_loss / seen, loss_fn.correct / seen
 
 
-def make_step(tlx, net, loss_fn, weights, lr, frozen):
-    """An Adam step over `weights`; a `frozen` embedding is left out and gets no gradient."""
-    embedding = net.embedding.all_weights[0]
-    backend.set_trainable(embedding, not frozen)
-    trained = [w for w in weights if not (frozen and w is embedding)]
-    return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr), trained)
+def make_step(tlx, net, loss_fn, weights, lr, frozen=()):
+    """An Adam step over `weights`; the weights of the `frozen` layers are left out and get no gradient."""
+    kept = {id(w) for layer in frozen for w in layer.all_weights}
+    for weight in weights:
+        backend.set_trainable(weight, id(weight) not in kept)
+    return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr),
+                                  [w for w in weights if id(w) not in kept])
 
 
 MIN_HELD_OUT = 100  # reviews on either side of the validation split: fewer make early stopping noise

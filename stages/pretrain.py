@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_lstm.archive import sorted_reviews
+from imdb_lstm.archive import pretraining_texts
 from imdb_lstm.errors import PipelineError, run_stage
 from imdb_lstm.files import atomic_dir
 from imdb_lstm.params import load_params
@@ -25,11 +25,6 @@ ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 VOCAB = Path("data/prepared/vocab.json")
 OUT = Path("data/pretrained")
 CONTEXT_SMOOTHING = 0.75  # raise context counts to this power: rare contexts get less inflated PMI (ibid.)
-
-
-def read_texts(path):
-    """The training and unlabelled review texts (never the test split's), in a fixed order."""
-    return [text for _, _, text in sorted_reviews(path, include_unsup=True)["train"]]
 
 
 def cooccurrences(documents, size, window):
@@ -83,7 +78,7 @@ def main():
     if dim >= len(words) - 2:
         raise PipelineError(f"model.embedding_dim {dim} needs more than {dim} words in the vocabulary: "
                             f"raise data.vocab_size above it")
-    ids, offsets = corpus_ids(read_texts(ARCHIVE), words, PROCESSES)
+    ids, offsets = corpus_ids(pretraining_texts(ARCHIVE), words, PROCESSES)
     documents = np.split(np.where(ids < 0, UNKNOWN, ids), offsets[1:-1])  # -1: a word outside the vocabulary
     matrix = ppmi(cooccurrences(documents, len(words), window))
     u, s, _ = randomized_svd(matrix, dim, n_iter=5, random_state=0)

@@ -1,7 +1,7 @@
 """train: fit the LSTM classifier on the training split with TensorLayerX.
 
 Reads data/prepared/train_*.npy and vocab.json (and data/pretrained/vectors.npy with
-pretrain.use); writes data/model/ (model.json, weights.npz), metrics/train.json (the kept epoch's
+pretrain.use, data/lm/ with lm.use); writes data/model/ (model.json, weights.npz), metrics/train.json (the kept epoch's
 figures) and, through dvclive, metrics/epochs/ (each epoch's, as it ends: what `dvc exp show` and
 `dvc plots show` read). After each epoch it keeps a checkpoint (imdb_lstm/checkpoint.py): a run
 that was killed resumes after its last whole epoch, and ends as an uninterrupted run would.
@@ -9,6 +9,8 @@ With `validation` > 0 it holds out that fraction of the training split (never th
 stops once the validation loss has not improved for `patience` epochs, and keeps the best epoch.
 With pretrain.use the embedding starts from the pretrained vectors and stays frozen for the first
 pretrain.frozen_epochs epochs; the epochs after those tune it too, at pretrain.fine_tune_lr.
+With lm.use the embedding and LSTM start from the language model's (stages/lm.py) and stay frozen
+for the first lm.frozen_epochs epochs, which train the layers above them; then all, at lm.fine_tune_lr.
 """
 import contextlib
 import json
@@ -32,8 +34,10 @@ from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, t
 DATA = Path("data/prepared")
 MODEL = Path("data/model")
 PRETRAINED = Path("data/pretrained")
+LM = Path("data/lm")
 EPOCHS = Path("metrics/epochs")  # dvclive's folder
-INPUTS = [DATA / "train_ids.npy", DATA / "train_labels.npy", DATA / "vocab.json", PRETRAINED / "vectors.npy"]
+INPUTS = [DATA / "train_ids.npy", DATA / "train_labels.npy", DATA / "vocab.json", PRETRAINED / "vectors.npy",
+          LM / "weights.npz"]
 
 
 def main():
@@ -41,15 +45,18 @@ def main():
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
     ids, labels, held_out = hold_out(ids, labels, params["validation"], params["seed"])
     tlx = backend.load(params["backend"], params["device"], params["reproducible"])
+    from imdb_lstm.language_model import start_from_lm
     from imdb_lstm.model import SentimentLSTM, predict_logits, save_model, start_from_vectors
 
     vocab_size = len(json.loads((DATA / "vocab.json").read_text())["words"])
     backend.seed(params["seed"])
     net = SentimentLSTM(vocab_size, **params["model"])
     trainable = list(net.trainable_weights)  # taken before any freezing: tlx caches this list
-    use, frozen_epochs = params["pretrain"]["use"], params["pretrain"]["frozen_epochs"]
-    if use:
+    if params["lm"]["use"]:
+        start_from_lm(net, LM, vocabulary=sha256_file(DATA / "vocab.json"))
+    elif params["pretrain"]["use"]:
         start_from_vectors(net, np.load(PRETRAINED / "vectors.npy"))
+    warm_layers, frozen_epochs, fine_tune_lr = warm_start(params)
     loss_fn = CountingLoss(tlx)
     rng = np.random.default_rng(params["seed"])
     trim, review_lengths = params["model"]["trim_padding"], lengths(ids)
@@ -75,13 +82,14 @@ def main():
         for row in log:  # the epochs a resumed run did before: the files come out as an uninterrupted run's
             log_epoch(live, row, held_out is not None)
         for epoch in range(first_epoch, params["epochs"] + 1):
-            frozen = use and epoch <= frozen_epochs
-            if epoch == first_epoch or (use and epoch == frozen_epochs + 1):
-                lr = params["pretrain"]["fine_tune_lr"] if use and not frozen else params["lr"]
-                step = make_step(tlx, net, loss_fn, trainable, lr, frozen)
+            frozen = epoch <= frozen_epochs
+            if epoch == first_epoch or epoch == frozen_epochs + 1:
+                lr = fine_tune_lr if warm_layers and not frozen else params["lr"]
+                step = make_step(tlx, net, loss_fn, trainable, lr,
+                                 [getattr(net, layer) for layer in warm_layers] if frozen else ())
                 if saved and epoch == first_epoch:
                     backend.restore_optimizer(step, dict(zip(state["optimizer"], arrays["optimizer"])))
-            desc = f"epoch {epoch}/{params['epochs']}" + (" (embedding frozen)" if frozen else "")
+            desc = f"epoch {epoch}/{params['epochs']}" + (f" ({' and '.join(warm_layers)} frozen)" if frozen else "")
             epoch_start = time.perf_counter()
             with bar(total=len(ids), desc=desc, unit=" reviews") as progress:
                 batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
@@ -101,7 +109,7 @@ def main():
                 stop = epoch - best["best_epoch"] >= patience
             if resumable and not stop and epoch < params["epochs"]:
                 # after the last frozen epoch the next one starts a fresh optimizer: none to keep
-                keep_checkpoint(made_for, log, rng, best, None if use and epoch == frozen_epochs else step, net, tlx)
+                keep_checkpoint(made_for, log, rng, best, None if epoch == frozen_epochs else step, net, tlx)
             log_epoch(live, log[-1], held_out is not None)
             log_line(f"{desc}: loss {loss:.4f}, accuracy {accuracy:.4f}" + (
                 f", validation loss {log[-1][3]:.4f}" if held_out is not None else "")
@@ -123,6 +131,16 @@ def main():
     print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s; kept epoch "
           f"{kept[0]}: loss {kept[1]:.4f}, train accuracy {kept[2]:.4f}"
           + (f", validation accuracy {best['val_accuracy']:.4f}" if best else ""))
+
+
+def warm_start(params):
+    """(the layers that start from pretrained weights, the epochs they stay frozen, the learning rate
+    after those): the language model's embedding and LSTM, the pretrained vectors, or nothing."""
+    if params["lm"]["use"]:
+        return ("embedding", "lstm"), params["lm"]["frozen_epochs"], params["lm"]["fine_tune_lr"]
+    if params["pretrain"]["use"]:
+        return ("embedding",), params["pretrain"]["frozen_epochs"], params["pretrain"]["fine_tune_lr"]
+    return (), 0, params["lr"]
 
 
 def keep_checkpoint(made_for, log, rng, best, step, net, tlx):

@@ -141,13 +141,12 @@ def test_trim_padding_trains_and_evaluates_and_the_model_remembers_it(repo):
 
 def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
     from imdb_fixture import NEGATIVE, POSITIVE
-    from stages.pretrain import read_texts
-    from imdb_lstm.archive import iter_reviews
+    from imdb_lstm.archive import iter_reviews, pretraining_texts
 
     archive = repo.path.parent / "cache" / "aclImdb_v1.tar.gz"
     reviews = list(iter_reviews(archive, include_unsup=True))
-    assert sorted(read_texts(archive)) == sorted(r.text for r in reviews if r.split == "train")
-    assert len(read_texts(archive)) > sum(r.split == "train" and r.label >= 0 for r in reviews)
+    assert sorted(pretraining_texts(archive)) == sorted(r.text for r in reviews if r.split == "train")
+    assert len(pretraining_texts(archive)) > sum(r.split == "train" and r.label >= 0 for r in reviews)
 
     set_params(repo.path / "params.yaml", {"pretrain": {"use": True}})
     repo.run("dvc", "repro", "pretrain")

@@ -137,7 +137,7 @@ def small_training(model, tlx, dropout=0.0):
     from imdb_lstm.training import CountingLoss, make_step
     backend.seed(0)
     net = model.SentimentLSTM(30, 4, 3, bidirectional=True, num_layers=2, dropout=dropout)
-    step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.05, frozen=False)
+    step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.05)
     net.set_train()
     rng = np.random.default_rng(0)
     ids, labels = rng.integers(0, 30, (16, 7)), rng.integers(0, 2, 16)
@@ -342,19 +342,22 @@ def test_the_counting_loss_is_cross_entropy_and_counts_correct_predictions(tlx):
     assert loss_fn.correct == 4, "it adds up until train_epoch resets it"
 
 
-def test_a_frozen_embedding_stays_and_the_rest_trains(model, tlx):
+def test_frozen_layers_stay_and_the_rest_trains(model, tlx):
     from imdb_lstm.training import CountingLoss, make_step
     ids, labels = tlx.convert_to_tensor(np.ones((4, 5), np.int64)), tlx.convert_to_tensor(np.array([0, 1, 1, 0]))
-    for frozen in (True, False):
+    for frozen in ((), ("embedding",), ("embedding", "lstm")):
         net = model.SentimentLSTM(30, 4, 3)
+        embedding, lstm = len(net.embedding.all_weights), len(net.lstm.all_weights)
         before = weights_of(tlx, net)
-        step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1, frozen=frozen)
+        step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1,
+                         frozen=[getattr(net, name) for name in frozen])
         net.set_train()
         step(ids, labels)
         after = weights_of(tlx, net)
-        assert (before[0] == after[0]).all() == frozen
-        assert not (before[1] == after[1]).all()
-        assert net.embedding.all_weights[0].requires_grad == (not frozen)
+        layer_of = ["embedding"] * embedding + ["lstm"] * lstm + ["head"] * (len(before) - embedding - lstm)
+        for layer, old, new in zip(layer_of, before, after):
+            assert (old == new).all() == (layer in frozen), layer
+        assert [w.requires_grad for w in net.all_weights] == [layer not in frozen for layer in layer_of]
 
 
 class Progress:
@@ -372,7 +375,7 @@ def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx):
     from imdb_lstm.training import CountingLoss, make_step, train_epoch
     net = model.SentimentLSTM(30, 4, 3)
     loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0, frozen=False)  # weights stay
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0)  # weights stay
     net.set_train()
     rng = np.random.default_rng(0)
     ids, labels = rng.integers(0, 30, (10, 6)), rng.integers(0, 2, 10)
@@ -392,7 +395,7 @@ def test_a_loss_that_is_not_a_number_stops_training_with_the_fix(model, tlx):
     net = model.SentimentLSTM(30, 4, 3)
     tlx.files.assign_weights([np.full((30, 4), np.nan, np.float32)], net.embedding)
     loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001, frozen=False)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001)
     with pytest.raises(PipelineError, match=r"^the training loss became nan: lower `lr` in params.yaml$"):
         train_epoch(step, loss_fn, tlx, np.ones((4, 3), np.int64), np.zeros(4, np.int64), [np.arange(4)], False,
                     Progress())
@@ -402,7 +405,7 @@ def test_a_stop_signal_ends_the_epoch_before_the_next_batch(model, tlx, monkeypa
     from imdb_lstm.training import CountingLoss, make_step, train_epoch
     net = model.SentimentLSTM(30, 4, 3)
     loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001, frozen=False)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001)
     monkeypatch.setattr(errors, "_interrupted", True)
     progress = Progress()
     with pytest.raises(KeyboardInterrupt):
@@ -415,7 +418,7 @@ def test_trimmed_batches_train_on_the_words_only(model, tlx):
     from imdb_lstm.training import CountingLoss, make_step, train_epoch
     net = model.SentimentLSTM(30, 4, 3, pooling="mean", trim_padding=True)
     loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0, frozen=False)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0)
     ids = np.array([[0, 0, 3, 4], [0, 5, 6, 7]])
     loss, _ = train_epoch(step, loss_fn, tlx, ids, np.array([0, 1]), [np.arange(2)], True, Progress())
     trimmed = tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[:, 1:])))

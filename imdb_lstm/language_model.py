@@ -1,0 +1,74 @@
+"""The LSTM language model the `lm` stage trains, and how train starts the classifier from it.
+
+Import after `imdb_lstm.backend.load(...)`. The LM is the classifier's embedding and LSTM
+(params.yaml's model.embedding_dim, hidden_size, num_layers; one direction) with a softmax on top
+that predicts the next word. A softmax over the whole vocabulary would cost 5-10x the rest of a
+step on a CPU (../shared/notes/lm-cost.md); this one predicts the next word among the
+`output_words` - 1 lowest ids, which are the most frequent words (prepare ranks them), and one
+class for every rarer word: a narrow softmax whose cost does not grow with the vocabulary.
+
+Saved as data/lm/lm.json (the architecture and the vocabulary's sha256) and weights.npz
+(embedding, LSTM, then the output layer, in `all_weights` order; tlx's npz layout).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from imdb_lstm import backend
+from imdb_lstm.errors import PipelineError, quote
+from imdb_lstm.files import write_npz
+from imdb_lstm.model import read_weights
+
+tlx = backend.tlx()
+ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # what the classifier must share
+
+
+class LanguageModel(tlx.nn.Module):
+    def __init__(self, vocab_size, embedding_dim, hidden_size, num_layers, output_words):
+        super().__init__()
+        self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
+                       "num_layers": num_layers, "output_words": output_words}
+        # the same layers, built the same way, as SentimentLSTM's: their weights fit one another
+        self.embedding = tlx.nn.Embedding(vocab_size, embedding_dim)
+        self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True)
+        self.output = tlx.nn.Linear(in_features=hidden_size, out_features=output_words)
+
+    def forward(self, ids):
+        """(batch × steps, output_words) logits of each next word, row by row."""
+        states, _ = self.lstm(self.embedding(ids))
+        return self.output(tlx.reshape(states, (-1, self.config["hidden_size"])))
+
+
+def save_lm(net, folder, vocabulary):
+    """Write lm.json and weights.npz into `folder` (which the caller makes atomic)."""
+    folder = Path(folder)
+    info = {**net.config, "trained_on": backend.version(), "vocabulary": vocabulary}
+    (folder / "lm.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_npz(folder / "weights.npz", [tlx.convert_to_numpy(w) for w in net.all_weights])
+
+
+def start_from_lm(net, folder, vocabulary):
+    """Set a SentimentLSTM's embedding and LSTM to the language model's in `folder`. The LM must have
+    been trained with the same vocabulary (its sha256) and the same embedding and LSTM sizes."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / "lm.json").read_bytes())
+    except FileNotFoundError:
+        raise PipelineError(f"no language model in {folder}: run `dvc repro lm` with lm.use true") from None
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{folder}/lm.json is damaged ({quote(str(error), repr_=False)}): "
+                            "rerun `dvc repro lm`") from None
+    if not isinstance(info, dict) or info.get("vocabulary") != vocabulary:
+        raise PipelineError(f"the language model in {folder} was trained on another vocabulary: rerun `dvc repro lm`")
+    if net.config["bidirectional"] or any(info.get(key) != net.config[key] for key in ARCHITECTURE):
+        mine = {key: net.config[key] for key in ARCHITECTURE}
+        theirs = {key: info.get(key) for key in ARCHITECTURE}
+        raise PipelineError(f"the language model in {folder} is {quote(theirs)}, the classifier {quote(mine)} and "
+                            f"{'bi' if net.config['bidirectional'] else 'uni'}directional: they must match (one "
+                            "direction); rerun `dvc repro lm` with this params.yaml")
+    layers = [*net.embedding.all_weights, *net.lstm.all_weights]
+    weights = read_weights(folder / "weights.npz", [tuple(w.shape) for w in layers], "lm.json",
+                           "rerun `dvc repro lm`")
+    tlx.files.assign_weights(weights[:1], net.embedding)
+    tlx.files.assign_weights(weights[1:], net.lstm)
