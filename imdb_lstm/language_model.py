@@ -7,7 +7,7 @@ step on a CPU (../shared/notes/lm-cost.md); this one predicts the next word amon
 `output_words` - 1 lowest ids, which are the most frequent words (prepare ranks them), and one
 class for every rarer word: a narrow softmax whose cost does not grow with the vocabulary.
 
-Saved as data/lm/lm.json (the architecture and the vocabulary's sha256) and weights.npz
+Saved as data/lm/lm.json (the architecture and the sha256 of its words by id) and weights.npz
 (embedding, LSTM, then the output layer, in `all_weights` order; tlx's npz layout).
 """
 import json
@@ -19,6 +19,7 @@ from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote
 from imdb_lstm.files import write_npz
 from imdb_lstm.model import read_weights
+from imdb_lstm.text import words_sha256
 
 tlx = backend.tlx()
 ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # what the classifier must share
@@ -40,17 +41,17 @@ class LanguageModel(tlx.nn.Module):
         return self.output(tlx.reshape(states, (-1, self.config["hidden_size"])))
 
 
-def save_lm(net, folder, vocabulary):
+def save_lm(net, folder, words_sha256):
     """Write lm.json and weights.npz into `folder` (which the caller makes atomic)."""
     folder = Path(folder)
-    info = {**net.config, "trained_on": backend.version(), "vocabulary": vocabulary}
+    info = {**net.config, "trained_on": backend.version(), "words_sha256": words_sha256}
     (folder / "lm.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     write_npz(folder / "weights.npz", [tlx.convert_to_numpy(w) for w in net.all_weights])
 
 
-def start_from_lm(net, folder, vocabulary):
+def start_from_lm(net, folder, words):
     """Set a SentimentLSTM's embedding and LSTM to the language model's in `folder`. The LM must have
-    been trained with the same vocabulary (its sha256) and the same embedding and LSTM sizes."""
+    been trained with the same `words` by id and the same embedding and LSTM sizes."""
     folder = Path(folder)
     try:
         info = json.loads((folder / "lm.json").read_bytes())
@@ -59,7 +60,7 @@ def start_from_lm(net, folder, vocabulary):
     except (OSError, ValueError) as error:
         raise PipelineError(f"{folder}/lm.json is damaged ({quote(str(error), repr_=False)}): "
                             "rerun `dvc repro lm`") from None
-    if not isinstance(info, dict) or info.get("vocabulary") != vocabulary:
+    if not isinstance(info, dict) or info.get("words_sha256") != words_sha256(words):
         raise PipelineError(f"the language model in {folder} was trained on another vocabulary: rerun `dvc repro lm`")
     if net.config["bidirectional"] or any(info.get(key) != net.config[key] for key in ARCHITECTURE):
         mine = {key: net.config[key] for key in ARCHITECTURE}

@@ -121,9 +121,14 @@ def check_rules(params, path):
         raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} with pretrain.use must be "
                             f"below 'data.vocab_size' ({data['vocab_size']}): raise the vocabulary or narrow the "
                             "embedding")
-    if params["lm"]["use"] and model["bidirectional"]:
+    lm = params["lm"]
+    if lm["use"] and model["bidirectional"]:
         raise PipelineError(f"{path}: lm.use starts the LSTM from a language model, which reads one way: set "
                             "model.bidirectional to false, or lm.use to false")
+    if lm["use"] and lm["output_words"] > data["vocab_size"] + 2:
+        raise PipelineError(f"{path}: 'lm.output_words' {lm['output_words']} is more than the "
+                            f"{data['vocab_size'] + 2} word ids of 'data.vocab_size' {data['vocab_size']}: lower it, "
+                            "or raise the vocabulary")
 
 
 def check(values, schema, path, prefix=""):

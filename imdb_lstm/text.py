@@ -1,4 +1,6 @@
 """From review text to fixed-length rows of word ids: tokenizer, vocabulary, padding."""
+import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -26,6 +28,16 @@ def rank_words(texts, processes=1):
     rank = np.empty(len(order), dtype=np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
     return [seen[i] for i in order], rank[first_seen], offsets
+
+
+def vocabulary(ranked, size):
+    """The model's words by id: padding, unknown, then the `size` most frequent of `ranked` (rank_words')."""
+    return ["<pad>", "<unk>", *ranked[:size]]
+
+
+def words_sha256(words):
+    """What identifies a vocabulary (the words by id), whatever file holds it."""
+    return hashlib.sha256(json.dumps(words).encode()).hexdigest()
 
 
 def corpus_ids(texts, words, processes=1):

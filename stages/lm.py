@@ -1,8 +1,10 @@
 """lm: an LSTM language model on the training and unlabelled reviews, for train to start from (lm.use).
 
 Reads data/raw/aclImdb_v1.tar.gz (the 25,000 training and 50,000 unlabelled reviews; never the
-test split), data/prepared/vocab.json, and with pretrain.use data/pretrained/vectors.npy (the
-LM's embedding starts from them). Writes data/lm/ (imdb_lstm/language_model.py: the embedding and
+test split), and with pretrain.use data/pretrained/vectors.npy (the LM's embedding starts from them).
+Its vocabulary is prepare's (the data.vocab_size most frequent words of the training split), made
+here from the archive, not read from data/prepared/vocab.json: that file also holds data.seq_len and
+the padding settings, and a change to those must not cost a new language model. Writes data/lm/ (imdb_lstm/language_model.py: the embedding and
 LSTM that train starts from) and metrics/lm.json: the LM's perplexity and next-word accuracy on
 held-out reviews (2 % of those it reads, chosen by the seed, never trained on). Perplexity and
 accuracy count the "rarer word" class as one word (see language_model.py).
@@ -13,7 +15,6 @@ resumes from there, and ends as an uninterrupted run would.
 With lm.use false nothing reads the LM, so the stage only writes data/lm/unused.txt (no backend is
 loaded): turning `use` on reruns it, and train after it.
 """
-import json
 import math
 import time
 from pathlib import Path
@@ -21,17 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from imdb_lstm import backend
-from imdb_lstm.archive import pretraining_texts
+from imdb_lstm.archive import sorted_reviews
 from imdb_lstm.checkpoint import fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
 from imdb_lstm.errors import PipelineError, check_interrupted, run_stage
-from imdb_lstm.files import atomic_dir, sha256_file, write_json
+from imdb_lstm.files import atomic_dir, write_json
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
-from imdb_lstm.text import PROCESSES, UNKNOWN, corpus_ids
+from imdb_lstm.text import PROCESSES, UNKNOWN, corpus_ids, rank_words, vocabulary, words_sha256
 from imdb_lstm.training import CountingLoss
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
-VOCAB = Path("data/prepared/vocab.json")
 VECTORS = Path("data/pretrained/vectors.npy")
 OUT = Path("data/lm")
 METRICS = Path("metrics/lm.json")
@@ -77,14 +77,13 @@ def main():
         print("lm: skipped (lm.use is false)")
         return
     start = time.perf_counter()
-    try:
-        words = json.loads(VOCAB.read_text())["words"]
-    except FileNotFoundError:
-        raise PipelineError(f"no vocabulary at {VOCAB}: run `dvc repro prepare` first") from None
+    reviews = sorted_reviews(ARCHIVE, include_unsup=True)["train"]
+    ranked, _, _ = rank_words([text for label, _, text in reviews if label >= 0], PROCESSES)
+    words = vocabulary(ranked, params["data"]["vocab_size"])
     if lm["output_words"] > len(words):
         raise PipelineError(f"lm.output_words {lm['output_words']} is more than the {len(words)} word ids: "
                             "lower it, or raise data.vocab_size")
-    ids, offsets = corpus_ids(pretraining_texts(ARCHIVE), words, PROCESSES)
+    ids, offsets = corpus_ids([text for _, _, text in reviews], words, PROCESSES)
     documents = np.split(np.where(ids < 0, UNKNOWN, ids), offsets[1:-1])  # -1: a word outside the vocabulary
     stream, held_stream = split_reviews(documents, params["seed"])
     inputs, next_words = windows_or_refuse(stream, lm["steps"], "training")
@@ -104,7 +103,7 @@ def main():
     step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lm["lr"]),
                                   list(net.trainable_weights))
     rng = np.random.default_rng(params["seed"])
-    made_for = fingerprint(params, [ARCHIVE, VOCAB, VECTORS, Path(__file__)], backend.version())
+    made_for = fingerprint(params, [ARCHIVE, VECTORS, Path(__file__)], backend.version())
     log, epoch, done, sums = [], 1, 0, [0.0, 0, 0]
     epoch_rng = rng.bit_generator.state
     saved = load_checkpoint(made_for, CHECKPOINT)
@@ -143,14 +142,14 @@ def main():
         net.set_train()
         log.append([epoch, round(sums[0] / sums[2], 6), round(sums[1] / sums[2], 6), round(perplexity, 4),
                     round(accuracy, 6)])
-        log_line(f"{desc}: train loss {log[-1][1]:.4f}, held-out perplexity {perplexity:.2f}, next-word accuracy "
-                 f"{accuracy:.4f} in {time.perf_counter() - epoch_start:.0f} s")
         done, sums, epoch_rng = 0, [0.0, 0, 0], rng.bit_generator.state
         if epoch < lm["epochs"]:
             keep_checkpoint(made_for, tlx, net, step, log, epoch + 1, 0, sums, epoch_rng)
+        log_line(f"{desc}: train loss {log[-1][1]:.4f}, held-out perplexity {perplexity:.2f}, next-word accuracy "
+                 f"{log[-1][4]:.4f} in {time.perf_counter() - epoch_start:.0f} s")
 
     with atomic_dir(OUT) as tmp:
-        save_lm(net, tmp, vocabulary=sha256_file(VOCAB))
+        save_lm(net, tmp, words_sha256=words_sha256(words))
     write_json(METRICS, {"used": True, "backend": backend.version(), "epochs": lm["epochs"],
                          "train_words": int(next_words.size), "held_out_words": int(held_next.size),
                          "loss": log[-1][1], "accuracy": log[-1][2], "perplexity": log[-1][3],

@@ -15,7 +15,7 @@ from imdb_lstm.archive import labelled_splits
 from imdb_lstm.errors import run_stage
 from imdb_lstm.files import atomic_dir, write_json
 from imdb_lstm.params import load_params
-from imdb_lstm.text import PROCESSES, corpus_ids, pad_rows, rank_words, save_corpus
+from imdb_lstm.text import PROCESSES, corpus_ids, pad_rows, rank_words, save_corpus, vocabulary
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 TOKENS = Path("data/tokens")
@@ -37,7 +37,7 @@ def main():
                                                       params["truncate"], params["pad"]))
             np.save(tmp / f"{split}_labels.npy", splits[split][1])
         encoding = {key: params[key] for key in ("seq_len", "truncate", "pad")}
-        write_json(tmp / "vocab.json", {"encoding": encoding, "words": ["<pad>", "<unk>", *words[:params["vocab_size"]]]})
+        write_json(tmp / "vocab.json", {"encoding": encoding, "words": vocabulary(words, params["vocab_size"])})
     counts = ", ".join(f"{len(labels)} {split}" for split, (_, labels) in splits.items())
     print(f"prepare: {counts} reviews, {min(len(words), params['vocab_size']) + 2} ids, seq_len {params['seq_len']} "
           f"in {time.perf_counter() - start:.1f} s")

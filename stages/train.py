@@ -48,12 +48,12 @@ def main():
     from imdb_lstm.language_model import start_from_lm
     from imdb_lstm.model import SentimentLSTM, predict_logits, save_model, start_from_vectors
 
-    vocab_size = len(json.loads((DATA / "vocab.json").read_text())["words"])
+    words = json.loads((DATA / "vocab.json").read_text())["words"]
     backend.seed(params["seed"])
-    net = SentimentLSTM(vocab_size, **params["model"])
+    net = SentimentLSTM(len(words), **params["model"])
     trainable = list(net.trainable_weights)  # taken before any freezing: tlx caches this list
     if params["lm"]["use"]:
-        start_from_lm(net, LM, vocabulary=sha256_file(DATA / "vocab.json"))
+        start_from_lm(net, LM, words)
     elif params["pretrain"]["use"]:
         start_from_vectors(net, np.load(PRETRAINED / "vectors.npy"))
     warm_layers, frozen_epochs, fine_tune_lr = warm_start(params)

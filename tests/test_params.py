@@ -126,6 +126,10 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
     ({"model.embedding_dim": 64, "data.vocab_size": 64, "pretrain.use": True},
      "'model.embedding_dim' 64 with pretrain.use must be below 'data.vocab_size' (64): raise the vocabulary "
      "or narrow the embedding"),
+    ({"model.bidirectional": True, "lm.use": True}, "lm.use starts the LSTM from a language model, which reads "
+     "one way: set model.bidirectional to false, or lm.use to false"),
+    ({"lm.output_words": 30000, "lm.use": True}, "'lm.output_words' 30000 is more than the 20002 word ids of "
+     "'data.vocab_size' 20000: lower it, or raise the vocabulary"),
 ])
 def test_rules_across_keys_are_checked(tmp_path, changes, expected):
     params = DEFAULTS

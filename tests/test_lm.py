@@ -1,0 +1,114 @@
+"""The lm stage: a language model on the training and unlabelled reviews, which train can start from."""
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import BACKENDS, require
+from project import epochs, make_repo, set_params
+
+LM = {"lm": {"use": True, "output_words": 20, "steps": 8, "epochs": 2, "lr": 0.01}}
+
+
+def test_the_lm_reads_the_training_and_unlabelled_reviews_only_and_scores_held_out_ones(tmp_path):
+    from imdb_lstm.archive import iter_reviews
+    from imdb_lstm.text import tokenize
+
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", LM)
+    repo.run("dvc", "repro", "lm")
+    metrics = repo.json("metrics/lm.json")
+    words = {split: sum(len(tokenize(review.text)) for review in iter_reviews(
+        repo.path / "data/raw/aclImdb_v1.tar.gz", include_unsup=True) if review.split == split)
+        for split in ("train", "test")}
+    # two streams (trained on, held out), each cut into rows of 8 words plus the next word: each leaves
+    # 1 to 8 words over. The test split's thousands of words are not among them.
+    assert 2 <= words["train"] - metrics["train_words"] - metrics["held_out_words"] <= 16
+    assert words["test"] > 1000
+    assert metrics["held_out_words"] > 0 and metrics["used"] is True
+    perplexities = [epoch["perplexity"] for epoch in metrics["log"]]
+    # better than a uniform guess over the 20 classes, and better after the second epoch than the first
+    assert perplexities[-1] == metrics["perplexity"] < perplexities[0] < 20
+    assert [epoch["epoch"] for epoch in metrics["log"]] == [1, 2]
+    assert sorted(p.name for p in (repo.path / "data/lm").iterdir()) == ["lm.json", "weights.npz"]
+    assert not (repo.path / ".checkpoints/lm").exists()
+    # prepare's encoding settings change data/prepared/vocab.json, but not the words the LM knows
+    set_params(repo.path / "params.yaml", {"data": {"seq_len": 30, "pad": "post"}})
+    assert "Stage 'lm' didn't change, skipping" in repo.run("dvc", "repro", "lm").stdout
+
+
+def test_with_lm_use_false_the_stage_loads_no_backend_and_train_starts_as_before(tmp_path):
+    repo = make_repo(tmp_path)
+    repo.run("dvc", "repro", "prepare")
+    lm = repo.run("dvc", "repro", "lm")
+    assert "Using PyTorch backend" not in lm.stderr and "lm: skipped (lm.use is false)" in lm.stdout
+    assert repo.json("metrics/lm.json") == {"used": False}
+    assert [p.name for p in (repo.path / "data/lm").iterdir()] == ["unused.txt"]
+
+
+def kill_lm_after(repo, line_start):
+    """Start the lm stage alone and SIGKILL it once it logs a line starting `line_start`."""
+    lm = subprocess.Popen([sys.executable, "-m", "stages.lm"], cwd=repo.path, env=repo.env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in lm.stderr:
+        if line.startswith(line_start):
+            lm.send_signal(signal.SIGKILL)
+            break
+    else:
+        pytest.fail("lm ended before it was killed")
+    lm.wait(timeout=60)
+    lm.stderr.close()
+
+
+@pytest.mark.parametrize("where, line, resumed", [
+    ("within an epoch", "lm epoch 1/2: 500/", "lm: resuming epoch 1 after 500 of its steps"),
+    ("after an epoch", "lm epoch 1/2: train loss", "lm: resuming epoch 2 after 0 of its steps")])
+def test_a_killed_lm_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp_path, where, line, resumed):
+    repo = make_repo(tmp_path)
+    # one row of 4 words a step: over 500 steps an epoch, so a checkpoint falls within it
+    set_params(repo.path / "params.yaml", {"lm": {**LM["lm"], "batch_size": 1, "steps": 4}})
+    repo.run("dvc", "repro", "pretrain")
+    kill_lm_after(repo, line)
+    run = repo.run("dvc", "repro", "lm")
+    assert resumed in run.stderr
+    outputs = [(repo.path / name).read_bytes() for name in ("data/lm/weights.npz", "metrics/lm.json")]
+    assert "resuming" not in repo.run("dvc", "repro", "--force", "lm").stderr
+    assert [(repo.path / name).read_bytes() for name in ("data/lm/weights.npz", "metrics/lm.json")] == outputs
+
+
+@pytest.mark.parametrize("lm_backend", BACKENDS)
+def test_the_lm_of_one_backend_starts_the_classifier_on_another(tmp_path, lm_backend):
+    """The embedding and LSTM the LM trained are the classifier's, bit for bit, while they stay frozen
+    (every epoch here); the layers above them train."""
+    train_backend = BACKENDS[(BACKENDS.index(lm_backend) + 1) % len(BACKENDS)]
+    require(lm_backend)
+    require(train_backend)
+    repo = make_repo(tmp_path, backend=lm_backend)
+    set_params(repo.path / "params.yaml", {**LM, "lm": {**LM["lm"], "frozen_epochs": 10}})
+    repo.run("dvc", "repro", "lm")
+    set_params(repo.path / "params.yaml", {"backend": train_backend})
+    repo.run("dvc", "repro", "prepare", "pretrain")
+    repo.run("python", "-m", "stages.train")  # not through dvc: the LM stage would rerun on the new backend
+    assert repo.json("metrics/lm.json")["backend"].startswith(lm_backend)
+    with np.load(repo.path / "data/lm/weights.npz") as lm, np.load(repo.path / "data/model/weights.npz") as model:
+        lm_weights = [lm[str(i)] for i in range(len(lm.files))]
+        model_weights = [model[str(i)] for i in range(len(model.files))]
+    shared = len(lm_weights) - 2  # the LM's own output layer: weights and bias
+    for lm_weight, model_weight in zip(lm_weights[:shared], model_weights):
+        assert lm_weight.shape == model_weight.shape and (lm_weight == model_weight).all()
+    loss = epochs(repo.path)[0]["loss"]
+    assert loss[-1] < loss[0]  # the layers above train
+
+
+def test_train_refuses_a_language_model_of_another_vocabulary(tmp_path):
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", LM)
+    repo.run("dvc", "repro", "lm")
+    set_params(repo.path / "params.yaml", {"data": {"vocab_size": 20}})
+    repo.run("dvc", "repro", "prepare")
+    train = repo.run("python", "-m", "stages.train", check=False)
+    assert train.returncode == 1
+    assert train.stderr.strip().splitlines()[-1] == ("error: the language model in data/lm was trained on another "
+                                                     "vocabulary: rerun `dvc repro lm`")
