@@ -63,11 +63,11 @@ def start_from_lm(net, folder, words):
     if not isinstance(info, dict) or info.get("words_sha256") != words_sha256(words):
         raise PipelineError(f"the language model in {folder} was trained on another vocabulary: rerun `dvc repro lm`")
     if net.config["bidirectional"] or any(info.get(key) != net.config[key] for key in ARCHITECTURE):
-        mine = {key: net.config[key] for key in ARCHITECTURE}
-        theirs = {key: info.get(key) for key in ARCHITECTURE}
-        raise PipelineError(f"the language model in {folder} is {quote(theirs)}, the classifier {quote(mine)} and "
-                            f"{'bi' if net.config['bidirectional'] else 'uni'}directional: they must match (one "
-                            "direction); rerun `dvc repro lm` with this params.yaml")
+        sizes = lambda config: ", ".join(f"{key} {quote(config.get(key))}" for key in ARCHITECTURE)  # noqa: E731
+        raise PipelineError(f"the language model in {folder} ({sizes(info)}) does not fit the classifier "
+                            f"({sizes(net.config)}, bidirectional {str(net.config['bidirectional']).lower()}): "
+                            "the classifier must have its sizes and read one way; rerun `dvc repro lm` with this "
+                            "params.yaml")
     layers = [*net.embedding.all_weights, *net.lstm.all_weights]
     weights = read_weights(folder / "weights.npz", [tuple(w.shape) for w in layers], "lm.json",
                            "rerun `dvc repro lm`")

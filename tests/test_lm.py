@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import BACKENDS, require
 from project import epochs, make_repo, set_params
@@ -46,6 +47,26 @@ def test_with_lm_use_false_the_stage_loads_no_backend_and_train_starts_as_before
     assert "Using PyTorch backend" not in lm.stderr and "lm: skipped (lm.use is false)" in lm.stdout
     assert repo.json("metrics/lm.json") == {"used": False}
     assert [p.name for p in (repo.path / "data/lm").iterdir()] == ["unused.txt"]
+
+
+def test_with_lm_use_false_the_pipeline_writes_the_bytes_it_wrote_without_the_lm_stage(tmp_path):
+    """The default pipeline pays nothing for the lm stage and its outputs do not change. (The golden hashes of
+    test_reproducible, committed before the stage existed, say the same of train and evaluate.)"""
+    repos = {}
+    for name in ("with", "without"):
+        (tmp_path / name).mkdir()
+        repo = repos[name] = make_repo(tmp_path / name)
+        if name == "without":
+            spec = yaml.safe_load((repo.path / "dvc.yaml").read_text())
+            del spec["stages"]["lm"]
+            spec["stages"]["train"]["deps"].remove("data/lm")
+            (repo.path / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        repo.run("dvc", "repro")
+    outputs = ["data/prepared/train_ids.npy", "data/prepared/vocab.json", "data/model/weights.npz",
+               "data/model/model.json", "metrics/train.json", "metrics/eval.json", "metrics/roc.csv",
+               "metrics/confusion.csv", "metrics/epochs/metrics.json", "metrics/baseline.json"]
+    for output in outputs:
+        assert (repos["with"].path / output).read_bytes() == (repos["without"].path / output).read_bytes(), output
 
 
 def kill_lm_after(repo, line_start):

@@ -426,6 +426,81 @@ def test_trimmed_batches_train_on_the_words_only(model, tlx):
     assert loss == pytest.approx(-(shifted[[0, 1], [0, 1]] - np.log(np.exp(shifted).sum(1))).mean(), rel=1e-5)
 
 
+# --- the language model ----------------------------------------------------------------------------
+
+WORDS = ["<pad>", "<unk>", "great", "film", "awful", "plot", "the"]
+
+
+@pytest.fixture
+def language_model(tlx, model):
+    import imdb_lstm.language_model as language_model
+    return language_model
+
+
+@pytest.fixture
+def saved_lm(language_model, tmp_path):
+    from imdb_lstm.text import words_sha256
+    backend.seed(3)
+    net = language_model.LanguageModel(len(WORDS), 4, 3, 1, output_words=5)
+    folder = tmp_path / "lm"
+    folder.mkdir()
+    language_model.save_lm(net, folder, words_sha256=words_sha256(WORDS))
+    return folder, net
+
+
+def test_the_lm_gives_each_word_logits_over_its_output_words(language_model, tlx):
+    net = language_model.LanguageModel(len(WORDS), 4, 3, 2, output_words=5)
+    assert tuple(net(tlx.convert_to_tensor(np.ones((2, 6), np.int64))).shape) == (12, 5)
+
+
+def test_the_classifier_takes_the_lms_embedding_and_lstm(model, tlx, language_model, saved_lm):
+    folder, lm = saved_lm
+    net = model.SentimentLSTM(len(WORDS), 4, 3)
+    head = weights_of(tlx, net)[-4:]
+    language_model.start_from_lm(net, folder, WORDS)
+    shared = len(lm.embedding.all_weights) + len(lm.lstm.all_weights)
+    for mine, theirs in zip(weights_of(tlx, net)[:shared], weights_of(tlx, lm)[:shared], strict=True):
+        assert (mine == theirs).all()
+    assert all((a == b).all() for a, b in zip(weights_of(tlx, net)[-4:], head))  # the rest is as it was
+
+
+@pytest.mark.parametrize("how, message", [
+    ("missing", "no language model in {folder}: run `dvc repro lm` with lm.use true"),
+    ("other words", "the language model in {folder} was trained on another vocabulary: rerun `dvc repro lm`"),
+    ("wider", "the language model in {folder} (vocab_size 7, embedding_dim 4, hidden_size 3, num_layers 1) does "
+     "not fit the classifier (vocab_size 7, embedding_dim 4, hidden_size 5, num_layers 1, bidirectional false): the "
+     "classifier must have its sizes and read one way; rerun `dvc repro lm` with this params.yaml"),
+    ("bidirectional", "the language model in {folder} (vocab_size 7, embedding_dim 4, hidden_size 3, num_layers 1) "
+     "does not fit the classifier (vocab_size 7, embedding_dim 4, hidden_size 3, num_layers 1, bidirectional true)"),
+    ("not JSON", "{folder}/lm.json is damaged ("),
+    ("weights of another shape", "{folder}/weights.npz does not fit lm.json: rerun `dvc repro lm`"),
+    ("NaN weights", "{folder}/weights.npz holds NaN or infinite weights: rerun `dvc repro lm`"),
+])
+def test_a_language_model_that_does_not_fit_is_refused(model, tlx, language_model, saved_lm, how, message):
+    from imdb_lstm.files import write_npz
+    folder, lm = saved_lm
+    words, options = WORDS, {}
+    if how == "missing":
+        shutil.rmtree(folder)
+    elif how == "other words":
+        words = WORDS[:-1] + ["a"]
+    elif how == "wider":
+        options = {"hidden_size": 5}
+    elif how == "bidirectional":
+        options = {"bidirectional": True}
+    elif how == "not JSON":
+        (folder / "lm.json").write_text("{")
+    else:
+        weights = weights_of(tlx, lm)
+        weights[1 if how == "weights of another shape" else 0] = (weights[1][:-1] if how == "weights of another shape"
+                                                                  else weights[0] * np.nan)
+        write_npz(folder / "weights.npz", weights)
+    net = model.SentimentLSTM(len(WORDS), 4, options.pop("hidden_size", 3), **options)
+    with pytest.raises(PipelineError) as error:
+        language_model.start_from_lm(net, folder, words)
+    assert str(error.value).startswith(message.format(folder=folder))
+
+
 # --- predict -------------------------------------------------------------------------------------
 
 @pytest.fixture
