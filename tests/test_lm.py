@@ -133,3 +133,15 @@ def test_train_refuses_a_language_model_of_another_vocabulary(tmp_path):
     assert train.returncode == 1
     assert train.stderr.strip().splitlines()[-1] == ("error: the language model in data/lm was trained on another "
                                                      "vocabulary: rerun `dvc repro lm`")
+
+
+def test_too_few_words_for_one_row_are_refused_before_the_backend_loads(tmp_path):
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {"lm": {**LM["lm"], "steps": 4000}})
+    repo.run("dvc", "repro", "pretrain")
+    lm = repo.run("python", "-m", "stages.lm", check=False)
+    assert lm.returncode == 1 and "Using PyTorch backend" not in lm.stderr
+    # the 216 reviews it trains on hold more than 4,000 words; the 4 it holds out, fewer
+    assert lm.stderr.strip().splitlines()[-1] == ("error: the held-out reviews hold 70 words, not enough for one row "
+                                                  "of lm.steps 4000: lower lm.steps")
+    assert not (repo.path / "data/lm").exists() and not (repo.path / "metrics/lm.json").exists()
