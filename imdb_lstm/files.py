@@ -1,4 +1,5 @@
-"""Atomic writes: an output exists complete, or not at all."""
+"""Atomic writes: an output exists complete, or not at all. And weights.npz files (model, language
+model) read strictly: shapes checked from their headers first, nothing unpickled."""
 import contextlib
 import hashlib
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_lstm.errors import PipelineError, check_interrupted
+from imdb_lstm.errors import PipelineError, check_interrupted, quote
 
 
 @contextlib.contextmanager
@@ -91,3 +92,44 @@ def remove_leftovers(path):
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def read_weights(path, shapes, described_by, fix, exact=False):
+    """The first len(shapes) arrays of a weights.npz, which must have those `shapes` (and be all of its
+    arrays if `exact`), finite float32. Their headers are checked before anything is loaded, and nothing
+    is unpickled (tlx's own npz loader does: allow_pickle=True). PipelineError ending in `fix` otherwise."""
+    found = weight_shapes(path, fix)
+    if (found if exact else found[:len(shapes)]) != shapes:
+        raise PipelineError(f"{path} does not fit {described_by}: {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            weights = [saved[str(i)] for i in range(len(shapes))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): {fix}") from None
+    if not all(np.isfinite(w).all() for w in weights):
+        raise PipelineError(f"{path} holds NaN or infinite weights: {fix}")
+    return weights
+
+
+def weight_shapes(path, fix):
+    """The shapes of the arrays "0", "1", ... in a weights.npz, read from their headers only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if sorted(names) != sorted(f"{i}.npy" for i in range(len(names))):
+                raise ValueError(f"members {quote(names[:5])} are not 0.npy, 1.npy, ...")
+            shapes = []
+            for i in range(len(names)):
+                with archive.open(f"{i}.npy") as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                    if dtype != np.float32:
+                        raise ValueError(f"array {i} is {dtype}, not float32")
+                    shapes.append(tuple(shape))
+            return shapes
+    except FileNotFoundError:
+        raise PipelineError(f"no weights.npz in {path.parent}: {fix}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): {fix}") from None

@@ -13,12 +13,9 @@ Saved as data/lm/lm.json (the architecture and the sha256 of its words by id) an
 import json
 from pathlib import Path
 
-import numpy as np
-
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote
-from imdb_lstm.files import write_npz
-from imdb_lstm.model import read_weights
+from imdb_lstm.files import read_weights, write_npz
 from imdb_lstm.text import words_sha256
 
 tlx = backend.tlx()

@@ -6,14 +6,13 @@ Saved as two files in one folder: model.json (architecture, backend) and weights
 """
 import json
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote
-from imdb_lstm.files import write_npz
+from imdb_lstm.files import read_weights, weight_shapes, write_npz
 from imdb_lstm.params import SCHEMA, check
 from imdb_lstm.text import PAD, lengths, trim_padding
 
@@ -67,15 +66,6 @@ class SentimentLSTM(tlx.nn.Module):
         return tlx.concat([mean, tlx.reduce_max(states - (1 - words) * 1e9, axis=1)], axis=1)
 
 
-def start_from_vectors(net, vectors):
-    """Set the embedding to pretrained word vectors, one row per word id (stages/pretrain.py)."""
-    expected = tuple(net.embedding.all_weights[0].shape)
-    if vectors.shape != expected:
-        raise PipelineError(f"the pretrained vectors are {vectors.shape}, the embedding {expected}: "
-                            f"rerun `dvc repro pretrain` with this params.yaml")
-    tlx.files.assign_weights([vectors], net.embedding)
-
-
 def parameter_count(config):
     """How many numbers a SentimentLSTM of `config` holds, without building one: a model file is checked
     against it before any weight is allocated (tests/test_backends.py compares it with real models)."""
@@ -104,7 +94,7 @@ def load_model(folder):
     vocabulary = info.pop("vocabulary", None)
     info.pop("trained_on", None)
     weights_file, fix = folder / "weights.npz", "retrain with `dvc repro train`"
-    shapes = _weight_shapes(weights_file, fix)
+    shapes = weight_shapes(weights_file, fix)
     if sum(math.prod(shape) for shape in shapes) != parameter_count(info):
         raise PipelineError(f"{weights_file} does not fit model.json: {fix}")
     net = SentimentLSTM(**info)
@@ -131,47 +121,6 @@ def _read_model_json(path):
                             "train stage; retrain with `dvc repro train`")
     check({key: value for key, value in info.items() if key in MODEL_FILE_SCHEMA}, MODEL_FILE_SCHEMA, path)
     return info
-
-
-def read_weights(path, shapes, described_by, fix, exact=False):
-    """The first len(shapes) arrays of a weights.npz, which must have those `shapes` (and be all of its
-    arrays if `exact`), finite float32. Their headers are checked before anything is loaded, and nothing
-    is unpickled (tlx's own npz loader does: allow_pickle=True). PipelineError ending in `fix` otherwise."""
-    found = _weight_shapes(path, fix)
-    if (found if exact else found[:len(shapes)]) != shapes:
-        raise PipelineError(f"{path} does not fit {described_by}: {fix}")
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            weights = [saved[str(i)] for i in range(len(shapes))]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): {fix}") from None
-    if not all(np.isfinite(w).all() for w in weights):
-        raise PipelineError(f"{path} holds NaN or infinite weights: {fix}")
-    return weights
-
-
-def _weight_shapes(path, fix):
-    """The shapes of the arrays "0", "1", ... in a weights.npz, read from their headers only."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if sorted(names) != sorted(f"{i}.npy" for i in range(len(names))):
-                raise ValueError(f"members {quote(names[:5])} are not 0.npy, 1.npy, ...")
-            shapes = []
-            for i in range(len(names)):
-                with archive.open(f"{i}.npy") as member:
-                    version = np.lib.format.read_magic(member)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = read_header(member)
-                    if dtype != np.float32:
-                        raise ValueError(f"array {i} is {dtype}, not float32")
-                    shapes.append(tuple(shape))
-            return shapes
-    except FileNotFoundError:
-        raise PipelineError(f"no weights.npz in {path.parent}: {fix}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): {fix}") from None
 
 
 def predict_logits(net, ids, batch_size=500):

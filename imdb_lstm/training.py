@@ -1,5 +1,6 @@
 """The training loop the train stage runs, and the benchmark times: the loss that counts correct
-predictions, the seeded batch order, one epoch, the Adam step, the validation hold-out.
+predictions, the seeded batch order, one epoch, the Adam step, the validation hold-out; and the
+embedding's start from pretrained vectors (train's classifier, lm's language model).
 The functions take the tlx module that `imdb_lstm.backend.load(...)` returned.
 """
 import math
@@ -9,6 +10,15 @@ import numpy as np
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, check_interrupted
 from imdb_lstm.text import trim_padding
+
+
+def start_from_vectors(net, vectors):
+    """Set the embedding to pretrained word vectors, one row per word id (stages/pretrain.py)."""
+    expected = tuple(net.embedding.all_weights[0].shape)
+    if vectors.shape != expected:
+        raise PipelineError(f"the pretrained vectors are {vectors.shape}, the embedding {expected}: "
+                            f"rerun `dvc repro pretrain` with this params.yaml")
+    backend.tlx().files.assign_weights([vectors], net.embedding)
 
 
 class CountingLoss:

@@ -29,7 +29,7 @@ from imdb_lstm.files import atomic_dir, write_json
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
 from imdb_lstm.text import PROCESSES, UNKNOWN, corpus_ids, rank_words, vocabulary, words_sha256
-from imdb_lstm.training import CountingLoss
+from imdb_lstm.training import CountingLoss, start_from_vectors
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 VECTORS = Path("data/pretrained/vectors.npy")
@@ -97,7 +97,6 @@ def main():
     net = LanguageModel(len(words), model["embedding_dim"], model["hidden_size"], model["num_layers"],
                         lm["output_words"])
     if params["pretrain"]["use"]:
-        from imdb_lstm.model import start_from_vectors
         start_from_vectors(net, np.load(VECTORS))
     loss_fn = CountingLoss(tlx)
     step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lm["lr"]),

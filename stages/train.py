@@ -29,7 +29,7 @@ from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
 from imdb_lstm.text import lengths
-from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, train_epoch
+from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, start_from_vectors, train_epoch
 
 DATA = Path("data/prepared")
 MODEL = Path("data/model")
@@ -46,7 +46,7 @@ def main():
     ids, labels, held_out = hold_out(ids, labels, params["validation"], params["seed"])
     tlx = backend.load(params["backend"], params["device"], params["reproducible"])
     from imdb_lstm.language_model import start_from_lm
-    from imdb_lstm.model import SentimentLSTM, predict_logits, save_model, start_from_vectors
+    from imdb_lstm.model import SentimentLSTM, predict_logits, save_model
 
     words = json.loads((DATA / "vocab.json").read_text())["words"]
     backend.seed(params["seed"])

@@ -222,12 +222,13 @@ def test_the_forward_pass_gives_two_logits_per_review_for_every_option(model, tl
 
 
 def test_pretrained_vectors_set_the_embedding_and_must_fit_it(model, tlx):
+    from imdb_lstm.training import start_from_vectors
     net = model.SentimentLSTM(30, 4, 3)
     vectors = np.arange(120, dtype=np.float32).reshape(30, 4)
-    model.start_from_vectors(net, vectors)
+    start_from_vectors(net, vectors)
     assert (tlx.convert_to_numpy(net.embedding.all_weights[0]) == vectors).all()
     with pytest.raises(PipelineError) as refused:
-        model.start_from_vectors(net, vectors[:, :3])
+        start_from_vectors(net, vectors[:, :3])
     assert str(refused.value) == ("the pretrained vectors are (30, 3), the embedding (30, 4): rerun "
                                   "`dvc repro pretrain` with this params.yaml")
 
