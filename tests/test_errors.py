@@ -25,6 +25,9 @@ def stage_dir(tmp_path, monkeypatch):
     """A checkout to run stages in, and the signal handlers as they were afterwards."""
     monkeypatch.chdir(tmp_path)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # as in a terminal: a test run started in the background (`cmd &` in a script) inherits Ctrl-C
+    # ignored, which run_stage rightly keeps (test_where_the_shell_ignores_ctrl_c_the_stage_does_too)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield tmp_path
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
