@@ -2,9 +2,11 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -95,3 +97,18 @@ def make_repo(tmp_path, backend="torch", **archive):
     repo.run("git", "init", "-q")
     repo.commit("project")
     return repo
+
+
+def kill_stage_after(repo, stage, line_start):
+    """Start `stage` alone and SIGKILL it once it logs a line starting `line_start`: no handler runs."""
+    process = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=repo.path, env=repo.env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith(line_start):
+            process.send_signal(signal.SIGKILL)
+            break
+    else:
+        pytest.fail(f"{stage} ended before it was killed")
+    process.wait(timeout=60)
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL

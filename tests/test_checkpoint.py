@@ -1,12 +1,9 @@
 """Resumable training: a killed train resumes after its last whole epoch and ends with the same bytes."""
-import signal
-import subprocess
-import sys
 
 import pytest
 
 from conftest import BACKENDS, require
-from project import make_repo, set_params
+from project import kill_stage_after, make_repo, set_params
 
 # Held-out validation (early stopping's best weights in the checkpoint) and dropout (the backend's RNG).
 RESUMABLE = {"epochs": 6, "validation": 0.5, "patience": 10, "model": {"dropout": 0.3}}
@@ -20,17 +17,7 @@ def outputs(repo, names=OUTPUTS):
 
 def kill_after_epoch(repo, epoch):
     """Start train alone and SIGKILL it once it has logged `epoch` whole epochs: no handler runs."""
-    train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in train.stderr:
-        if line.startswith(f"epoch {epoch}/"):
-            train.send_signal(signal.SIGKILL)
-            break
-    else:
-        pytest.fail("train ended before it was killed")
-    train.wait(timeout=60)
-    train.stderr.close()
-    assert train.returncode == -signal.SIGKILL
+    kill_stage_after(repo, "train", f"epoch {epoch}/")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,14 +1,11 @@
 """The lm stage: a language model on the training and unlabelled reviews, which train can start from."""
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
 from conftest import BACKENDS, require
-from project import epochs, make_repo, set_params
+from project import epochs, kill_stage_after, make_repo, set_params
 
 LM = {"lm": {"use": True, "output_words": 20, "steps": 8, "epochs": 2, "lr": 0.01}}
 
@@ -69,20 +66,6 @@ def test_with_lm_use_false_the_pipeline_writes_the_bytes_it_wrote_without_the_lm
         assert (repos["with"].path / output).read_bytes() == (repos["without"].path / output).read_bytes(), output
 
 
-def kill_lm_after(repo, line_start):
-    """Start the lm stage alone and SIGKILL it once it logs a line starting `line_start`."""
-    lm = subprocess.Popen([sys.executable, "-m", "stages.lm"], cwd=repo.path, env=repo.env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in lm.stderr:
-        if line.startswith(line_start):
-            lm.send_signal(signal.SIGKILL)
-            break
-    else:
-        pytest.fail("lm ended before it was killed")
-    lm.wait(timeout=60)
-    lm.stderr.close()
-
-
 @pytest.mark.parametrize("where, line, resumed", [
     ("within an epoch", "lm epoch 1/2: 500/", "lm: resuming epoch 1 after 500 of its steps"),
     ("after an epoch", "lm epoch 1/2: train loss", "lm: resuming epoch 2 after 0 of its steps")])
@@ -91,7 +74,7 @@ def test_a_killed_lm_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp_path,
     # one row of 4 words a step: over 500 steps an epoch, so a checkpoint falls within it
     set_params(repo.path / "params.yaml", {"lm": {**LM["lm"], "batch_size": 1, "steps": 4}})
     repo.run("dvc", "repro", "pretrain")
-    kill_lm_after(repo, line)
+    kill_stage_after(repo, "lm", line)
     run = repo.run("dvc", "repro", "lm")
     assert resumed in run.stderr
     outputs = [(repo.path / name).read_bytes() for name in ("data/lm/weights.npz", "metrics/lm.json")]
