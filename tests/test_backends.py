@@ -1,8 +1,12 @@
 """Every backend runs the same model: same weights give the same logits, saved weights cross over."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, require
+from conftest import BACKENDS, ROOT, require
 from imdb_lstm import backends
 from imdb_lstm.errors import PipelineError
 
@@ -10,7 +14,6 @@ from imdb_lstm.errors import PipelineError
 @pytest.mark.parametrize("name", backends.NAMES)
 def test_every_backend_module_has_the_whole_interface_and_nothing_imports_its_framework_early(name):
     import importlib
-    import sys
 
     entry = importlib.import_module(f"imdb_lstm.backends.{name}")
     assert [item for item in backends.INTERFACE if not hasattr(entry, item)] == []
@@ -27,6 +30,19 @@ def test_one_dispatch_refuses_an_unknown_backend_and_names_the_file_that_install
     with pytest.raises(PipelineError) as error:
         backends.get("tensorflow")
     assert str(error.value) == "backend tensorflow is not installed: pip install -r requirements-tensorflow.txt"
+
+
+@pytest.mark.parametrize("name", [name for name in BACKENDS if name != "torch"])
+def test_the_in_process_tests_pass_on_every_backend(name):
+    """tests/test_in_process.py runs on torch in this process; here on each other backend in its own
+    (tlx picks one per process), as the mutation runs of TESTING.md use it."""
+    require(name)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_in_process.py"],
+                         cwd=ROOT, env={**os.environ, "IMDB_TEST_BACKEND": name}, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " passed" in run.stdout and "skipped" not in run.stdout
+
 
 TRAIN_AND_SAVE = """
 from imdb_lstm.model import SentimentLSTM, predict_logits, save_model

@@ -68,17 +68,32 @@ def no_grad():
     return _paddle().no_grad()
 
 
+def _adam_state(optimizer):
+    """paddle's Adam state as {"position/accumulator": tensor}, keyed by each weight's place in the step's
+    list, as torch's is: paddle's own keys are weight names, which count up per process (embedding_1, ...),
+    so a model built after another in one process has other names."""
+    position = {weight.name: i for i, weight in enumerate(optimizer._parameter_list)}
+    return {f"{position[name]}/{kind}": value
+            for kind, by_name in optimizer._accumulators.items() for name, value in by_name.items()}
+
+
 def optimizer_state(optimizer):
     optimizer = framework_optimizer(optimizer, _paddle().optimizer.Optimizer)
     if optimizer is None:
         return {}
-    return {name: value.numpy() for name, value in optimizer.state_dict().items()}
+    return {key: value.numpy() for key, value in _adam_state(optimizer).items()}
 
 
 def load_optimizer_state(tlx, optimizer, weights, state):
     take_a_zero_step(tlx, optimizer, weights)
     optimizer = framework_optimizer(optimizer, _paddle().optimizer.Optimizer)
-    optimizer.set_state_dict({name: _paddle().to_tensor(value) for name, value in state.items()})
+    names = [weight.name for weight in optimizer._parameter_list]
+    # paddle makes its accumulators at the first update and takes their values from here by their names
+    saved = {}
+    for key, value in state.items():
+        position, kind = key.split("/")
+        saved[f"{names[int(position)]}_{kind}_0"] = _paddle().to_tensor(value)
+    optimizer.set_state_dict(saved)
 
 
 def rng_state():
