@@ -215,9 +215,11 @@ def _pax_records(data):
     records, at = {}, 0
     while at < len(data) and data[at:at + 1] != b"\0":
         length = data[at:at + 20].partition(b" ")[0]
-        if not length.isdigit() or int(length) < len(length) + 2:
+        if not length.isdigit() or int(length) < len(length) + 2:  # each record moves `at` on
             raise _NotTar("a malformed pax header")
-        key, _, value = data[at + len(length) + 1:at + int(length) - 1].partition(b"=")
+        key, equals, value = data[at + len(length) + 1:at + int(length) - 1].partition(b"=")
+        if not equals:
+            raise _NotTar("a malformed pax header")
         records[_text(key)] = _text(value)
         at += int(length)
     return records

@@ -130,6 +130,16 @@ def test_download_is_verified_cached_and_copied(server, tiny, cache, out, capsys
     assert capsys.readouterr().out == f"fetch: using verified local copy {cache / NAME} (sha256 ok)\n"
 
 
+def test_a_download_without_a_length_is_read_to_its_end(server, tiny, out):
+    def close_delimited(handler):  # HTTP/1.0: the body ends when the server closes the connection
+        handler.send_response(200)
+        handler.end_headers()
+        handler.wfile.write(tiny.read_bytes())
+    server.respond = close_delimited
+    fetch(server.url, sha256_file(tiny), out)
+    assert out.read_bytes() == tiny.read_bytes()
+
+
 def test_file_url_works(tiny, cache, out, capsys):
     fetch(tiny.as_uri(), sha256_file(tiny), out)
     assert out.read_bytes() == tiny.read_bytes() == (cache / NAME).read_bytes()
@@ -173,9 +183,29 @@ def test_a_redirect_to_a_scheme_data_url_refuses_is_not_followed(server, tiny, c
         handler.send_header("Location", target)
         handler.end_headers()
     server.respond = redirect
-    with pytest.raises(PipelineError, match="redirects to a ftp:// address, which is not accepted"):
+    with pytest.raises(PipelineError) as refused:
         fetch(server.url, sha256_file(tiny), out)
+    assert str(refused.value) == (f"{server.url} redirects to a ftp:// address, which is not accepted: set data.url "
+                                  "in params.yaml to the archive's http(s) address")
     assert_nothing_left(cache, out)
+
+
+def test_a_redirect_to_http_is_followed_and_one_to_https_tried(server, tiny, cache, out):
+    data, https = tiny.read_bytes(), closed_port_url().replace("http://", "https://")
+
+    def redirect_once(handler):
+        if handler.path == "/moved/" + NAME:
+            serve(data)(handler)
+        else:
+            handler.send_response(301)
+            handler.send_header("Location", https if handler.server.requests > 1 else "/moved/" + NAME)
+            handler.end_headers()
+    server.respond = redirect_once
+    fetch(server.url, sha256_file(tiny), out)
+    assert out.read_bytes() == data and server.requests == 2
+    out.unlink(), (cache / NAME).unlink()
+    with pytest.raises(PipelineError, match=r"failed after 2 tries: connection failed"):  # followed, no server there
+        fetch(server.url, sha256_file(tiny), out)
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo"])
@@ -268,6 +298,8 @@ def test_cached_other_archive_is_refused_and_kept(tiny, tmp_path, cache, out):
 
 @pytest.mark.parametrize("content, found", [
     ("non-IMDB", "reviews per folder {'train/pos': 0"),
+    ("other reviews", "reviews per folder {'train/pos': 5, 'train/neg': 5, 'test/pos': 5, 'test/neg': 5, "
+                      "'train/unsup': 3}, content fingerprint "),
     ("not gzip", "Not a gzipped file"),
     ("unsafe", "unsafe member '../x'"),
 ])
@@ -275,6 +307,8 @@ def test_cached_copy_with_other_content_is_refused(tiny, tiny_is_imdb, tmp_path,
     bad = tmp_path / "bad.tar.gz"
     if content == "non-IMDB":
         write_archive(bad, [(member_info("photos/cat.txt", size=4), b"meow")])
+    elif content == "other reviews":  # as many per folder as IMDB's (here the tiny one's), other texts
+        make_archive(bad, 5, 3, seed=1)
     elif content == "not gzip":
         bad.write_bytes(b"<html>Not found</html>")
     else:

@@ -138,6 +138,12 @@ def test_one_process_runs_one_backend(tlx):
         assert (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) == (2, 1)
 
 
+def test_building_a_model_before_loading_a_backend_says_so(tlx, monkeypatch):
+    monkeypatch.setattr(backend, "_loaded", None)
+    with pytest.raises(RuntimeError, match=r"^call imdb_lstm\.backend\.load\(name\) before building a model$"):
+        backend.tlx()
+
+
 def test_asking_for_a_gpu_that_is_not_there_is_refused(tlx):
     entry = backend._entry
     with pytest.raises(PipelineError) as refused:
@@ -462,13 +468,20 @@ def test_a_stop_signal_ends_the_epoch_before_the_next_batch(model, tlx, monkeypa
 def test_trimmed_batches_train_on_the_words_only(model, tlx):
     from imdb_lstm.training import CountingLoss, make_step, train_epoch
     net = model.SentimentLSTM(30, 4, 3, pooling="mean", trim_padding=True)
+    # weights far from the start's, so that a padding step moves the loss (a seed whose ReLUs are not all off)
+    rng = np.random.default_rng(3)
+    tlx.files.assign_weights([rng.normal(0, 1, tuple(w.shape)).astype(np.float32) for w in net.all_weights], net)
     loss_fn = CountingLoss(tlx)
     step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0)
     ids = np.array([[0, 0, 3, 4], [0, 5, 6, 7]])
     loss, _ = train_epoch(step, loss_fn, tlx, ids, np.array([0, 1]), [np.arange(2)], True, Progress())
-    trimmed = tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[:, 1:])))
-    shifted = trimmed - trimmed.max(1, keepdims=True)
-    assert loss == pytest.approx(-(shifted[[0, 1], [0, 1]] - np.log(np.exp(shifted).sum(1))).mean(), rel=1e-5)
+
+    def loss_of(rows):
+        logits = tlx.convert_to_numpy(net(tlx.convert_to_tensor(rows)))
+        shifted = logits - logits.max(1, keepdims=True)
+        return -(shifted[[0, 1], [0, 1]] - np.log(np.exp(shifted).sum(1))).mean()
+    assert loss == pytest.approx(loss_of(ids[:, 1:]), rel=1e-5)
+    assert loss != pytest.approx(loss_of(ids), rel=1e-3), "untrimmed, the loss would be another"
 
 
 # --- the language model ----------------------------------------------------------------------------
@@ -493,9 +506,28 @@ def saved_lm(language_model, tmp_path):
     return folder, net
 
 
+def test_the_lm_is_saved_with_its_config_and_vocabulary(language_model, saved_lm):
+    from imdb_lstm.text import words_sha256
+    folder, net = saved_lm
+    info = {**net.config, "trained_on": backend.version(), "words_sha256": words_sha256(WORDS)}
+    assert (folder / "lm.json").read_text() == json.dumps(info, indent=2, sort_keys=True) + "\n"
+    assert info["vocab_size"] == len(WORDS) and info["output_words"] == 5
+
+
 def test_the_lm_gives_each_word_logits_over_its_output_words(language_model, tlx):
     net = language_model.LanguageModel(len(WORDS), 4, 3, 2, output_words=5)
-    assert tuple(net(tlx.convert_to_tensor(np.ones((2, 6), np.int64))).shape) == (12, 5)
+    assert [tuple(w.shape) for w in net.embedding.all_weights + net.output.all_weights] == [(7, 4), (3, 5), (5,)]
+    assert len(net.lstm.all_weights) == 8, "two layers of 4 tensors each, all there before the first batch"
+    net.set_eval()
+    ids = np.random.default_rng(0).integers(0, len(WORDS), (2, 6))
+    logits = tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids))).reshape(2, 6, 5)
+    changed = ids.copy()
+    changed[0, 3] = (ids[0, 3] + 1) % len(WORDS)
+    after = tlx.convert_to_numpy(net(tlx.convert_to_tensor(changed))).reshape(2, 6, 5)
+    # row by row, each step from the words up to it: a later word changes neither the earlier steps nor the other row
+    np.testing.assert_array_equal(after[0, :3], logits[0, :3])
+    np.testing.assert_array_equal(after[1], logits[1])
+    assert not np.allclose(after[0, 3:], logits[0, 3:])
 
 
 def test_the_classifier_takes_the_lms_embedding_and_lstm(model, tlx, language_model, saved_lm):
@@ -517,7 +549,8 @@ def test_the_classifier_takes_the_lms_embedding_and_lstm(model, tlx, language_mo
      "classifier must have its sizes and read one way; rerun `dvc repro lm` with this params.yaml"),
     ("bidirectional", "the language model in {folder} (vocab_size 7, embedding_dim 4, hidden_size 3, num_layers 1) "
      "does not fit the classifier (vocab_size 7, embedding_dim 4, hidden_size 3, num_layers 1, bidirectional true)"),
-    ("not JSON", "{folder}/lm.json is damaged ("),
+    ("not JSON", "{folder}/lm.json is damaged (Expecting property name enclosed in double quotes: line 1 column 2 "
+     "(char 1)): rerun `dvc repro lm`"),
     ("weights of another shape", "{folder}/weights.npz does not fit lm.json: rerun `dvc repro lm`"),
     ("NaN weights", "{folder}/weights.npz holds NaN or infinite weights: rerun `dvc repro lm`"),
 ])
@@ -631,3 +664,33 @@ def test_predict_refuses_with_one_line_what_it_cannot_use(trained, tmp_path, mon
     with pytest.raises(PipelineError) as refused:
         predict.main(["x", "--vocab", str(bad), "--model", folder, "--backend", NAME])
     assert "'encoding'" in str(refused.value)
+
+
+def test_predict_options_their_defaults_and_their_help(capsys, monkeypatch):
+    from imdb_lstm import predict
+    assert vars(predict.parse_args([])) == {"reviews": [], "file": None, "json": False, "backend": "torch",
+                                           "device": "cpu", "model": Path("data/model"),
+                                           "vocab": Path("data/prepared/vocab.json")}
+    given = predict.parse_args(["a b", "c", "--file", "in.txt", "--json", "--backend", "paddle", "--device", "auto",
+                                "--model", "m", "--vocab", "v.json"])
+    assert vars(given) == {"reviews": ["a b", "c"], "file": Path("in.txt"), "json": True, "backend": "paddle",
+                           "device": "auto", "model": Path("m"), "vocab": Path("v.json")}
+    for option, value in [("--backend", "mxnet"), ("--device", "tpu")]:
+        with pytest.raises(SystemExit):
+            predict.parse_args([option, value])
+        assert f"argument {option}: invalid choice: '{value}'" in capsys.readouterr().err
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as done:
+        predict.parse_args(["--help"])
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # line breaks depend on the terminal
+    for line in ["usage: python -m imdb_lstm.predict [-h]",
+                 "Classify new reviews with the trained model: `python -m imdb_lstm.predict \"What a film!\"`.",
+                 "reviews review texts (default: read --file or stdin)",
+                 "--file FILE a text file with one review per line",
+                 "--json print a JSON list instead of lines",
+                 "--backend {torch,paddle,tensorflow,mindspore} where to run (default: torch)",
+                 "--device {cpu,gpu,auto} cpu, gpu or auto (default: cpu)",
+                 "--model MODEL trained model folder",
+                 "--vocab VOCAB vocabulary file"]:
+        assert line in shown

@@ -82,6 +82,17 @@ def test_batches_cover_every_review_once_in_a_seeded_order():
     assert all((a == b).all() for a, b in zip(batches, again))
 
 
+def test_by_length_ties_keep_the_shuffled_order_and_the_batches_are_shuffled_again():
+    review_lengths = np.arange(40) % 4  # ten reviews of each length
+    rng = np.random.default_rng(3)
+    order = rng.permutation(40).tolist()
+    by_length = sorted(order, key=lambda review: review_lengths[review])  # Python's sort is stable
+    cut = [by_length[i:i + 2] for i in range(0, 40, 2)]
+    expected = [cut[i] for i in rng.permutation(20)]
+    batches = batch_order(review_lengths, 2, np.random.default_rng(3), by_length=True)
+    assert [b.tolist() for b in batches] == expected
+
+
 def test_by_length_a_batch_holds_reviews_of_similar_length_and_batches_come_shuffled():
     rng = np.random.default_rng(0)
     review_lengths = rng.integers(1, 1000, 5000)
