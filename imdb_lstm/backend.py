@@ -36,11 +36,12 @@ def load(name, device="cpu", reproducible=True):
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     if reproducible:
         kernels.pin(entry.KERNELS)
-    entry.before_import()
     with warnings.catch_warnings():
         # Every import warns that the backend is newer than the one tlx 0.5.8 was written for.
         warnings.filterwarnings("ignore", message="The version of the backend")
-        warnings.filterwarnings("ignore", message="No ccache found")  # paddle: only for C++ extensions
+        # paddle, at its import (in before_import): about building C++ extensions, which nothing here does
+        warnings.filterwarnings("ignore", message="No ccache found")
+        entry.before_import()
         import tensorlayerx as tlx
     entry.after_import(tlx)
     if reproducible:
