@@ -1,6 +1,8 @@
 """Streaming reads of the IMDB archive: reviews, fingerprint, and refusal of unsafe or damaged files."""
 import gzip
+import hashlib
 import io
+import re
 import subprocess
 import sys
 import tarfile
@@ -52,7 +54,10 @@ def test_fixture_is_reproducible(tmp_path):
 def test_fingerprint_counts_reviews_per_folder(tiny):
     counts, digest = fingerprint(tiny)
     assert counts == {"train/pos": 5, "train/neg": 5, "test/pos": 5, "test/neg": 5, "train/unsup": 3}
-    assert len(digest) == 64
+    # the digest is IMDB_FINGERPRINT's definition: sha256 over the sorted "<review path> <sha256 of its bytes>" lines
+    lines = sorted(f"{member.name} {hashlib.sha256(data).hexdigest()}\n" for member, data in members_of(tiny)
+                   if re.fullmatch(r"aclImdb/(train|test)/(pos|neg|unsup)/\d+_\d+\.txt", member.name))
+    assert digest == hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def test_fingerprint_ignores_member_order_and_other_files(tiny, tmp_path):

@@ -7,6 +7,7 @@ IMDB_TEST_BACKEND names it (torch if unset); test_backends.py runs this file onc
 import json
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -593,17 +594,28 @@ def test_a_language_model_that_does_not_fit_is_refused(model, tlx, language_mode
 
 @pytest.fixture
 def trained(model, tlx, tmp_path):
-    """A model folder and the vocab.json it was 'trained' with (random weights: the labels do not matter)."""
+    """A model folder and the vocab.json it was 'trained' with: random weights, with the bias set so that
+    "great film" comes out positive and "awful plot twist" negative."""
     from imdb_lstm.files import sha256_file, write_json
     vocab = tmp_path / "vocab.json"
     write_json(vocab, {"encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"},
                        "words": ["<pad>", "<unk>", "great", "film", "awful", "plot"]})
-    backend.seed(2)
     net = model.SentimentLSTM(6, 4, 3)
+    rng = np.random.default_rng(7)
+    tlx.files.assign_weights([rng.normal(0, 1, tuple(w.shape)).astype(np.float32) for w in net.all_weights], net)
+    net.set_eval()
+    margins = np.diff(model.predict_logits(net, np.array(REVIEW_IDS)), axis=1)[:, 0]
+    assert margins[0] > margins[1] + 0.2, "the seed must tell the two reviews apart"
+    kernel, bias = weights_of(tlx, net.classify)
+    tlx.files.assign_weights([kernel, bias + np.array([0, -margins.mean()], np.float32)], net.classify)
     folder = tmp_path / "model"
     folder.mkdir()
     model.save_model(net, folder, vocabulary=sha256_file(vocab))
     return ["--model", str(folder), "--vocab", str(vocab), "--backend", NAME], net
+
+
+REVIEWS = ["great film", "awful plot twist"]
+REVIEW_IDS = [[0, 0, 0, 0, 2, 3], [0, 0, 0, 4, 5, 1]]  # as vocab.json's words and encoding give them
 
 
 def expected_lines(model, net, reviews, ids):
@@ -617,14 +629,14 @@ def expected_lines(model, net, reviews, ids):
 def test_predict_prints_a_label_and_its_probability_per_review(model, trained, capsys):
     from imdb_lstm import predict
     options, net = trained
-    predict.main(["great film", "awful plot twist", *options])
+    predict.main([*REVIEWS, *options])
     lines = capsys.readouterr().out.splitlines()
-    expected = expected_lines(model, net, ["great film", "awful plot twist"], [[0, 0, 0, 0, 2, 3], [0, 0, 0, 4, 5, 1]])
+    expected = expected_lines(model, net, REVIEWS, REVIEW_IDS)
+    assert [label for label, _, _ in expected] == ["positive", "negative"]
     assert lines == [f"{label:8} {probability:.4f}  {review}" for label, probability, review in expected]
-    assert all(0.5 <= probability <= 1 for _, probability, _ in expected)
-    predict.main(["--json", "great film", *options])
-    assert json.loads(capsys.readouterr().out) == [{"label": expected[0][0], "probability": expected[0][1],
-                                                    "review": "great film"}]
+    predict.main(["--json", *REVIEWS, *options])
+    assert capsys.readouterr().out == json.dumps([{"label": label, "probability": probability, "review": review}
+                                                  for label, probability, review in expected], indent=2) + "\n"
 
 
 def test_predict_reads_a_file_or_stdin_one_review_a_line(trained, tmp_path, capsys, monkeypatch):
@@ -636,9 +648,23 @@ def test_predict_reads_a_file_or_stdin_one_review_a_line(trained, tmp_path, caps
     predict.main(["--file", str(reviews), *options])
     assert [line.split("  ", 1)[1] for line in capsys.readouterr().out.splitlines()] == ["great film",
                                                                                          "awful \ufffd plot"]
-    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"film\nplot\n")))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"film\n\xffplot\n")))
     predict.main(options)
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert [line.split("  ", 1)[1] for line in capsys.readouterr().out.splitlines()] == ["film", "\ufffdplot"]
+    # an argument the locale could not decode (Python keeps its bytes as surrogates)
+    predict.main(["great \udcff film", *options])
+    assert capsys.readouterr().out.endswith("  great \ufffd film\n")
+
+
+def test_predict_prints_what_the_terminal_cannot_show_as_question_marks(trained, monkeypatch):
+    import io
+    from imdb_lstm import predict
+    options, _ = trained
+    terminal = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(terminal, encoding="ascii"))
+    predict.main(["great film \u00e9t\u00e9", *options])
+    sys.stdout.flush()
+    assert terminal.getvalue().decode("ascii").endswith("  great film ?t?\n")
 
 
 def test_predict_refuses_with_one_line_what_it_cannot_use(trained, tmp_path, monkeypatch):
@@ -658,22 +684,22 @@ def test_predict_refuses_with_one_line_what_it_cannot_use(trained, tmp_path, mon
     write_json(other, {"encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"}, "words": ["<pad>", "<unk>", "x"]})
     cases.append((["x", "--vocab", str(other)], f"{other} is not the vocabulary {folder} was trained with: run "
                                                  "`dvc repro`, or pass that model's --vocab"))
-    for content, why in [({"words": ["a", 1], "encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"}},
-                          "a word that is not a string"),
-                         ({"words": ["a"], "encoding": {"seq_len": 0, "truncate": "pre", "pad": "pre"}}, "seq_len"),
-                         ({"words": ["a"]}, "'encoding'")]:
-        bad = tmp_path / "bad.json"
+    not_prepares = "is not a vocabulary written by `dvc repro prepare`"
+    for name, content, why in [
+            ("word.json", {"words": ["a", 1], "encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"}},
+             f"{{bad}} {not_prepares} (a word that is not a string)"),
+            ("seq_len.json", {"words": ["a"], "encoding": {"seq_len": 0, "truncate": "pre", "pad": "pre"}},
+             "{bad}: 'encoding.seq_len' is 0; it must be an integer from 1 to 5000"),
+            ("encoding.json", {"words": ["a"]}, f"{{bad}} {not_prepares} ('encoding')")]:
+        bad = tmp_path / name
         write_json(bad, content)
-        cases.append((["x", "--vocab", str(bad)], f"{bad} is not a vocabulary written by `dvc repro prepare` ("))
+        cases.append((["x", "--vocab", str(bad)], why.format(bad=bad)))
     for argv, message in cases:
         if "--vocab" not in argv:
             argv = [*argv, "--vocab", str(vocab)]
         with pytest.raises(PipelineError) as refused:
             predict.main([*argv, "--model", folder, "--backend", NAME])
-        assert str(refused.value).startswith(message), (argv, str(refused.value))
-    with pytest.raises(PipelineError) as refused:
-        predict.main(["x", "--vocab", str(bad), "--model", folder, "--backend", NAME])
-    assert "'encoding'" in str(refused.value)
+        assert str(refused.value) == message, argv
 
 
 def test_predict_options_their_defaults_and_their_help(capsys, monkeypatch):
