@@ -226,7 +226,7 @@ def test_sizes_in_gnu_base_256_are_read(tiny):
 def test_header_checksums_as_tar_writers_store_them(tiny, checksum, readable):
     plain = bytearray(gzip.decompress(tiny.read_bytes()))
     header = plain[:512]
-    header[265:270] = "\u00e9t\u00e9".encode("latin-1") + b"\0\0"  # a non-ASCII owner name: bytes above 127
+    header[265:271] = b"\x7f\x80\xe9t\xe9\0"  # a non-ASCII owner name: bytes at and above 127
     header[148:156] = b" " * 8
     unsigned = sum(header)
     stored = {"unsigned": unsigned, "signed": sum(b - 256 if b > 127 else b for b in header),
@@ -239,6 +239,64 @@ def test_header_checksums_as_tar_writers_store_them(tiny, checksum, readable):
     else:
         with pytest.raises(PipelineError, match="bad checksum"):
             list(iter_reviews(tiny))
+
+
+LONG = "aclImdb/train/unsup/" + "d" * 60 + "/" + "e" * 70 + "/0_0.txt"  # 160 bytes: past the 100 of a name field
+
+
+def tar_members_as_read(path):
+    """What _tar_members yields for the archive at `path`: (name, type, size, link target, bytes)."""
+    with gzip.open(path, "rb") as stream:
+        return [(m.name, m.type, m.size, m.linkname, m.read() if m.isfile() else b"")
+                for m in archive._tar_members(stream)]
+
+
+@pytest.mark.parametrize("format", ["gnu", "pax", "ustar"])
+def test_members_read_as_tarfile_reads_them(tmp_path, format):
+    """Long names as each format writes them (GNU long-name members, pax records, ustar's prefix field),
+    long link targets, folders, empty files, and files ending on and off a block boundary."""
+    kind = {"gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT, "ustar": tarfile.USTAR_FORMAT}[format]
+    link_target = "aclImdb/" + "t" * 120 if format != "ustar" else "aclImdb/README"  # ustar has no long links
+    members = [(member_info("aclImdb", tarfile.DIRTYPE), None),
+               (member_info("aclImdb/README", size=3), b"abc"),
+               (member_info("aclImdb/empty", size=0), b""),
+               (member_info("aclImdb/block", size=512), b"b" * 512),
+               (member_info(LONG, size=700), bytes(range(256)) * 2 + b"x" * 188),
+               (member_info("aclImdb/link", tarfile.SYMTYPE, linkname=link_target), None),
+               (member_info("aclImdb/after", size=2), b"ok")]
+    path = tmp_path / "formats.tar.gz"
+    with open(path, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=kind) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    with tarfile.open(path, "r:gz") as tar:
+        expected = [(m.name, m.type, m.size, m.linkname, tar.extractfile(m).read() if m.isfile() else b"")
+                    for m in tar.getmembers()]
+    assert tar_members_as_read(path) == expected
+    assert [name for name, *_ in expected] == ["aclImdb", "aclImdb/README", "aclImdb/empty", "aclImdb/block", LONG,
+                                               "aclImdb/link", "aclImdb/after"]
+    assert expected[5][3] == link_target
+
+
+def test_a_pax_size_overrides_the_header_and_pax_records_last_one_member(tmp_path):
+    def pax(records):
+        body = b"".join(records)
+        return _header("./PaxHeaders/x", b"x", len(body)) + body.ljust(-len(body) % 512 + len(body), b"\0")
+    blocks = (pax([b"13 size=1000\n", b"16 path=renamed\n"]) + _header("aclImdb/original", b"0", 5)
+              + b"z" * 1000 + bytes(24) + _header("aclImdb/next", b"0", 2) + b"ok".ljust(512, b"\0") + bytes(1024))
+    path = tmp_path / "pax.tar.gz"
+    path.write_bytes(gzip.compress(blocks, mtime=0))
+    assert tar_members_as_read(path) == [("renamed", b"0", 1000, "", b"z" * 1000), ("aclImdb/next", b"0", 2, "", b"ok")]
+
+
+def test_a_stream_without_members_or_cut_inside_a_header_is_not_a_tar(tmp_path):
+    for data, message in [(b"", "no members: an empty or a non-tar file"), (bytes(1024), "no members: an empty or a "
+                          "non-tar file"), (_header("aclImdb/a", b"0", 0)[:300], "the data ends inside a member header")]:
+        path = tmp_path / "odd.tar.gz"
+        path.write_bytes(gzip.compress(data, mtime=0))
+        with pytest.raises(archive._NotTar) as refused:
+            tar_members_as_read(path)
+        assert str(refused.value) == message
 
 
 # --- the tar reader's field parsers, one by one -------------------------------------------------
