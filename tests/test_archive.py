@@ -105,7 +105,8 @@ def test_unsafe_member_is_refused(tmp_path, info, data, problem):
     make_archive(path, n_per_class=2, n_unsup=1, extra_members=[(info, data)])
     with pytest.raises(PipelineError, match="unsafe member") as error:
         list(iter_reviews(path))
-    assert info.name in str(error.value) and problem in str(error.value) and "set both to the official" in str(error.value)
+    assert str(error.value).startswith(f"{path}: unsafe member {info.name!r} (")
+    assert problem in str(error.value) and "set both to the official" in str(error.value)
     with pytest.raises(PipelineError, match="unsafe member") as error:
         fingerprint(path)  # a copy in the download cache, not yet accepted
     assert "download it again" in str(error.value)
@@ -138,6 +139,40 @@ def test_damaged_archive_is_refused(tiny, how):
     with pytest.raises(PipelineError, match="cannot read .* as a .tar.gz archive") as error:
         list(iter_reviews(tiny))
     assert str(tiny) in str(error.value) and "params.yaml names a damaged or non-IMDB archive" in str(error.value)
+
+
+def test_a_cut_trailer_is_caught_after_a_tar_end_far_from_it(tiny):
+    """The tar's end marker comes before the gzip stream's end: the reader reads on to check the trailer,
+    here past its 1 MB buffer of zero blocks."""
+    plain = gzip.decompress(tiny.read_bytes()) + bytes(3 << 20)
+    tiny.write_bytes(gzip.compress(plain, mtime=0)[:-4])
+    with pytest.raises(PipelineError, match="cannot read .* as a .tar.gz archive"):
+        list(iter_reviews(tiny))
+
+
+def test_a_review_may_be_as_long_as_the_limit_and_no_longer(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "MAX_REVIEW_BYTES", 4000)  # above the fixture's reviews
+    name = "aclImdb/test/neg/777_1.txt"
+    for size in (4000, 4001):
+        path = tmp_path / f"{size}.tar.gz"
+        make_archive(path, n_per_class=2, n_unsup=1, extra_members=[(member_info(name, size=size), b"a" * size)])
+        if size == 4000:
+            assert len([r for r in iter_reviews(path) if r.id == 777]) == 1
+        else:
+            with pytest.raises(PipelineError) as refused:
+                list(iter_reviews(path))
+            assert str(refused.value).startswith(f"{path}: member '{name}' holds 4,001 bytes, more than any review "
+                                                 "(at most 4,000)")
+
+
+def test_sizes_are_counts_of_bytes():
+    from imdb_lstm.archive import _size
+    assert _size(b"00000001750\0") == 0o1750 and _size("1234") == 1234
+    for value, message in [(b"\xff" * 12, "a member of negative size (-1 bytes)"), ("-5", "a member of negative size "
+                           "(-5 bytes)"), ("1e3 bytes", "a pax size '1e3 bytes' that is not a number")]:
+        with pytest.raises(archive._NotTar) as refused:
+            _size(value)
+        assert str(refused.value) == message
 
 
 def test_missing_archive_is_reported(tmp_path):

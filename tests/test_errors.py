@@ -84,11 +84,14 @@ def test_a_finished_stage_returns_and_leaves_its_lock_file_naming_it(stage_dir):
 def test_a_second_stage_in_one_checkout_is_refused_naming_the_first(stage_dir, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/repo/stages/train.py"])
 
+    readers = []
+
     def second_stage():
+        errors.run_stage(lambda: readers.append("ran"), lock=False)  # as predict, which only reads: it runs
         errors.run_stage(lambda: pytest.fail("the second stage ran"))
 
     code, message = ends_with(second_stage, capsys)
-    assert code == 1
+    assert code == 1 and readers == ["ran"]
     assert message == (f"error: another stage of this checkout is running (pid {os.getpid()}: /repo/stages/train.py): "
                        "wait for it to finish, or stop it; two runs in one checkout would write over each other\n")
     assert errors.run_stage(lambda: None, lock=False) is None  # without the lock nothing waits

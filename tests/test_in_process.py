@@ -343,6 +343,13 @@ def test_a_bad_model_folder_is_refused_with_its_message(model, saved, tmp_path, 
     assert CASES[how] in str(refused.value)
     if how in MESSAGES:
         assert str(refused.value).startswith(MESSAGES[how].format(folder=folder))
+    if how.startswith("weights"):
+        assert str(refused.value).endswith(": retrain with `dvc repro train`")
+    if how == "weights cut inside an array":
+        with pytest.raises(ValueError) as numpy_says:
+            np.load(folder / "weights.npz")["0"]
+        assert str(refused.value) == (f"{folder}/weights.npz is damaged ({numpy_says.value}): retrain with "
+                                      "`dvc repro train`")
 
 
 def test_a_folder_without_a_model_says_to_train_first(model, tmp_path):

@@ -59,6 +59,17 @@ def damage(folder, how):
         arrays = dict(np.load(weights))
         arrays["0"][0, 0] = np.nan
         np.savez(weights, **arrays)
+    elif how == "weights with an extra array":
+        with zipfile.ZipFile(weights, "a") as z:
+            with z.open(f"{len(z.namelist())}.npy", "w") as f:
+                np.lib.format.write_array(f, np.zeros(2, np.float32))
+    elif how == "weights cut inside an array":  # every header whole, the first array's numbers not
+        with zipfile.ZipFile(weights) as z:
+            members = {name: z.read(name) for name in z.namelist()}
+        members["0.npy"] = members["0.npy"][:len(members["0.npy"]) // 2]
+        with zipfile.ZipFile(weights, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
     elif how == "json not json":
         info.write_bytes(b"\xff{not json")
     elif how == "json a list":
@@ -79,7 +90,9 @@ CASES = {"weights truncated": "weights.npz is damaged", "weights empty": "weight
          "weights not float32": "not float32", "weights NaN": "NaN or infinite weights",
          "json not json": "model.json is damaged", "json a list": "model.json is damaged (not a JSON object)",
          "unknown key": "unknown key 'colour'", "bad pooling": "'pooling' is 'sum'; it must be one of",
-         "missing key": "missing key 'hidden_size'", "absurd sizes": "weights.npz does not fit model.json"}
+         "missing key": "missing key 'hidden_size'", "absurd sizes": "weights.npz does not fit model.json",
+         "weights with an extra array": "weights.npz does not fit model.json",
+         "weights cut inside an array": "weights.npz is damaged"}
 
 
 @pytest.mark.parametrize("how", CASES)
