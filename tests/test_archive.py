@@ -325,8 +325,9 @@ def test_a_pax_size_overrides_the_header_and_pax_records_last_one_member(tmp_pat
 
 
 def test_a_stream_without_members_or_cut_inside_a_header_is_not_a_tar(tmp_path):
-    for data, message in [(b"", "no members: an empty or a non-tar file"), (bytes(1024), "no members: an empty or a "
-                          "non-tar file"), (_header("aclImdb/a", b"0", 0)[:300], "the data ends inside a member header")]:
+    empty = "no members: an empty or a non-tar file"
+    for data, message in [(b"", empty), (bytes(1024), empty),
+                          (_header("aclImdb/a", b"0", 0)[:300], "the data ends inside a member header")]:
         path = tmp_path / "odd.tar.gz"
         path.write_bytes(gzip.compress(data, mtime=0))
         with pytest.raises(archive._NotTar) as refused:

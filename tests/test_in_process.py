@@ -49,6 +49,13 @@ def weights_of(tlx, net):
     return [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
 
 
+def spread_weights(tlx, net, seed=3):
+    """Weights drawn from N(0, 1), far from the start's small ones, so that each word and step moves the
+    logits well above rounding (seed 3 leaves the small test models' ReLUs on)."""
+    rng = np.random.default_rng(seed)
+    tlx.files.assign_weights([rng.normal(0, 1, tuple(w.shape)).astype(np.float32) for w in net.all_weights], net)
+
+
 def records_gradient(weight):
     """Whether the framework takes a gradient for `weight` (each names it its own way)."""
     return not weight.stop_gradient if NAME == "paddle" else weight.requires_grad
@@ -368,9 +375,11 @@ def test_weights_whose_members_are_not_numbered_from_0_are_refused(model, saved)
 
 def test_predict_logits_is_the_same_in_any_batch_size_and_refuses_unknown_words(model, tlx):
     net = model.SentimentLSTM(30, 4, 3)
+    spread_weights(tlx, net)
     net.set_eval()
     ids = np.random.default_rng(0).integers(0, 30, (11, 6))
     whole = model.predict_logits(net, ids)
+    assert np.ptp(whole[:, 1] - whole[:, 0]) > 0.1, "the reviews get logits of their own"
     assert whole.shape == (11, 2) and whole.dtype == np.float64
     np.testing.assert_allclose(model.predict_logits(net, ids, batch_size=3), whole, atol=1e-6)
     np.testing.assert_allclose(whole[4], tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[4:5])))[0], atol=1e-6)
@@ -383,13 +392,18 @@ def test_predict_logits_is_the_same_in_any_batch_size_and_refuses_unknown_words(
 
 
 def test_with_trim_padding_each_review_is_scored_at_its_own_length(model, tlx):
-    net = model.SentimentLSTM(30, 4, 3, pooling="last", trim_padding=True)
+    net = model.SentimentLSTM(30, 4, 8, pooling="last", trim_padding=True)
+    spread_weights(tlx, net)
     net.set_eval()
-    ids = np.array([[0, 0, 5, 6], [7, 8, 9, 10], [0, 0, 0, 11], [0, 3, 4, 12]])
-    together = model.predict_logits(net, ids, batch_size=2)
+    ids = np.array([[0, 0, 5, 6], [7, 8, 9, 10], [0, 0, 0, 11], [0, 3, 4, 12], [0, 0, 13, 14], [0, 0, 15, 16],
+                    [0, 0, 0, 17], [1, 2, 3, 4], [0, 0, 0, 0]])
+    together, moved = model.predict_logits(net, ids, batch_size=2), []
     for row, logits in zip(ids, together):
-        alone = tlx.convert_to_numpy(net(tlx.convert_to_tensor(row[row != 0][None])))[0]
-        np.testing.assert_allclose(logits, alone, atol=1e-6)
+        alone = tlx.convert_to_numpy(net(tlx.convert_to_tensor(row[row != 0][None] if row.any() else row[None, :1])))[0]
+        np.testing.assert_allclose(logits, alone, atol=1e-5)
+        padded = tlx.convert_to_numpy(net(tlx.convert_to_tensor(np.concatenate([[0], row])[None])))[0]
+        moved.append(np.abs(padded - alone).max())
+    assert np.min(moved) > 1e-3, "a step of padding more would show in every review's logits"
 
 
 # --- the training step ---------------------------------------------------------------------------
