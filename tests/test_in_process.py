@@ -334,6 +334,12 @@ MESSAGES = {  # the whole line each damage gets, with {folder} for the model fol
                            "`dvc repro train`",
     "weights NaN": "{folder}/weights.npz holds NaN or infinite weights: retrain with `dvc repro train`",
     "json a list": "{folder}/model.json is damaged (not a JSON object): retrain with `dvc repro train`",
+    "json not json": "{folder}/model.json is damaged ('utf-8' codec can't decode byte 0xff in position 0: invalid "
+                     "start byte): retrain with `dvc repro train`",
+    "bad pooling": "{folder}/model.json: 'pooling' is 'sum'; it must be one of mean, masked_mean, max, "
+                   "masked_mean_max, last",
+    "weights with an extra array": "{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`",
+    "weights transposed": "{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`",
     "unknown key": "{folder}/model.json: unknown key 'colour': it was not written by this project's train "
                    "stage; retrain with `dvc repro train`",
     "absurd sizes": "{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`",

@@ -59,10 +59,14 @@ def damage(folder, how):
         arrays = dict(np.load(weights))
         arrays["0"][0, 0] = np.nan
         np.savez(weights, **arrays)
-    elif how == "weights with an extra array":
+    elif how == "weights with an extra array":  # an empty one: the number of weights still fits model.json
         with zipfile.ZipFile(weights, "a") as z:
             with z.open(f"{len(z.namelist())}.npy", "w") as f:
-                np.lib.format.write_array(f, np.zeros(2, np.float32))
+                np.lib.format.write_array(f, np.zeros(0, np.float32))
+    elif how == "weights transposed":  # as many numbers, in another shape
+        arrays = dict(np.load(weights))
+        arrays["0"] = np.ascontiguousarray(arrays["0"].T)
+        np.savez(weights, **arrays)
     elif how == "weights cut inside an array":  # every header whole, the first array's numbers not
         with zipfile.ZipFile(weights) as z:
             members = {name: z.read(name) for name in z.namelist()}
@@ -92,6 +96,7 @@ CASES = {"weights truncated": "weights.npz is damaged", "weights empty": "weight
          "unknown key": "unknown key 'colour'", "bad pooling": "'pooling' is 'sum'; it must be one of",
          "missing key": "missing key 'hidden_size'", "absurd sizes": "weights.npz does not fit model.json",
          "weights with an extra array": "weights.npz does not fit model.json",
+         "weights transposed": "weights.npz does not fit model.json",
          "weights cut inside an array": "weights.npz is damaged"}
 
 
