@@ -178,6 +178,16 @@ def test_a_seed_gives_the_same_weights_and_another_seed_others(model, tlx):
     first = weights(3)
     assert all((a == b).all() for a, b in zip(first, weights(3)))
     assert not all((a == b).all() for a, b in zip(first, weights(4)))
+    # seeding also asks for deterministic kernels, where the framework has the switch
+    if NAME == "torch":
+        import torch
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    elif NAME == "tensorflow":
+        from tensorflow.python.framework import config  # the public module has the switch, not the reading
+        assert config.is_op_determinism_enabled()
+    elif NAME == "mindspore":
+        from mindspore.device_manager import DeviceManagerConf
+        assert DeviceManagerConf.get_instance().is_deterministic_configured()
 
 
 def test_no_grad_records_no_graph_and_set_trainable_switches_gradients(model, tlx):
