@@ -103,8 +103,11 @@ def load_params(path="params.yaml"):
         params = yaml.load(text.decode("utf-8"), Loader=_Loader)
     except UnicodeDecodeError:
         raise PipelineError(f"{path} is not UTF-8 text") from None
-    except yaml.YAMLError as error:
-        raise PipelineError(f"{path} is not valid YAML: {quote(str(error), 400, repr_=False)}") from None
+    except yaml.YAMLError as error:  # one line: the problem and where, not PyYAML's multi-line picture of it
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join((getattr(error, "problem", None) or str(error)).split())
+        raise PipelineError(f"{path} is not valid YAML: {quote(problem, repr_=False)}{where}") from None
     check(params, SCHEMA, path)
     check_rules(params, path)
     return params

@@ -91,22 +91,25 @@ def test_non_imdb_archive_has_no_reviews(tmp_path):
 
 
 @pytest.mark.parametrize("info, data, problem", [
-    (member_info("../x", size=3), b"bad", "absolute path or a '..' component"),
-    (member_info("/abs/x", size=3), b"bad", "absolute path or a '..' component"),
-    (member_info("aclImdb/x/../../y", size=3), b"bad", "absolute path or a '..' component"),
-    (member_info("aclImdb/train/pos/900_9.txt", tarfile.SYMTYPE, linkname="/etc/passwd"), None, "link"),
-    (member_info("aclImdb/train/pos/901_9.txt", tarfile.LNKTYPE, linkname="aclImdb/README"), None, "link"),
-    (member_info("aclImdb/fifo", tarfile.FIFOTYPE), None, "device or fifo"),
-    (member_info("aclImdb/tty", tarfile.CHRTYPE), None, "device or fifo"),
-    (member_info("aclImdb/README", size=5), b"again", "second copy"),
+    (member_info("../x", size=3), b"bad", "an absolute path or a '..' component"),
+    (member_info("/abs/x", size=3), b"bad", "an absolute path or a '..' component"),
+    (member_info("aclImdb/x/../../y", size=3), b"bad", "an absolute path or a '..' component"),
+    (member_info("aclImdb/train/pos/900_9.txt", tarfile.SYMTYPE, linkname="/etc/passwd"), None,
+     "a link to '/etc/passwd'"),
+    (member_info("aclImdb/train/pos/901_9.txt", tarfile.LNKTYPE, linkname="aclImdb/README"), None,
+     "a link to 'aclImdb/README'"),
+    (member_info("aclImdb/fifo", tarfile.FIFOTYPE), None, "a device or fifo"),
+    (member_info("aclImdb/tty", tarfile.CHRTYPE), None, "a device or fifo"),
+    (member_info("aclImdb/odd", b"V"), None, "an unknown member type b'V'"),
+    (member_info("aclImdb/README", size=5), b"again", "a second copy of a member, which would replace the first"),
 ])
 def test_unsafe_member_is_refused(tmp_path, info, data, problem):
     path = tmp_path / "bad.tar.gz"
     make_archive(path, n_per_class=2, n_unsup=1, extra_members=[(info, data)])
     with pytest.raises(PipelineError, match="unsafe member") as error:
         list(iter_reviews(path))
-    assert str(error.value).startswith(f"{path}: unsafe member {info.name!r} (")
-    assert problem in str(error.value) and "set both to the official" in str(error.value)
+    assert str(error.value).startswith(f"{path}: unsafe member {info.name!r} ({problem}) refused: ")
+    assert "set both to the official" in str(error.value)
     with pytest.raises(PipelineError, match="unsafe member") as error:
         fingerprint(path)  # a copy in the download cache, not yet accepted
     assert "download it again" in str(error.value)
@@ -272,8 +275,21 @@ def test_header_checksums_as_tar_writers_store_them(tiny, checksum, readable):
     if readable:
         assert len(list(iter_reviews(tiny))) == 20
     else:
-        with pytest.raises(PipelineError, match="bad checksum"):
+        with pytest.raises(PipelineError) as refused:
             list(iter_reviews(tiny))
+        assert str(refused.value).startswith(f"cannot read {tiny} as a .tar.gz archive (a member header with a bad "
+                                             "checksum: not a tar archive, or a damaged one)")
+
+
+def test_a_header_whose_checksum_needs_six_octal_digits_is_read(tmp_path):
+    """Bytes above 127 all through the name and link target push the sum past 0o77777: the stored
+    checksum's first digit is not 0 and counts."""
+    name, target = "aclImdb/" + "\u00e9" * 44 + ".txt", "\u00ff" * 50  # 100 bytes each: 0xc3, 0xa9, 0xbf
+    path = tmp_path / "high.tar.gz"
+    write_archive(path, [(member_info(name, tarfile.SYMTYPE, linkname=target), None)])
+    header = gzip.decompress(path.read_bytes())[:512]
+    assert int(header[148:154], 8) >= 0o100000
+    assert tar_members_as_read(path) == [(name, b"2", 0, target, b"")]
 
 
 LONG = "aclImdb/train/unsup/" + "d" * 60 + "/" + "e" * 70 + "/0_0.txt"  # 160 bytes: past the 100 of a name field
@@ -294,6 +310,8 @@ def test_members_read_as_tarfile_reads_them(tmp_path, format):
     link_target = "aclImdb/" + "t" * 120 if format != "ustar" else "aclImdb/README"  # ustar has no long links
     members = [(member_info("aclImdb", tarfile.DIRTYPE), None),
                (member_info("aclImdb/README", size=3), b"abc"),
+               (member_info("aclImdb/" + "n" * 92, size=1), b"n"),  # a name that fills its 100 bytes, no NUL
+               (member_info("a/" + "p" * 99, size=1), b"p"),  # ustar: a prefix of one character
                (member_info("aclImdb/empty", size=0), b""),
                (member_info("aclImdb/block", size=512), b"b" * 512),
                (member_info(LONG, size=700), bytes(range(256)) * 2 + b"x" * 188),
@@ -308,9 +326,9 @@ def test_members_read_as_tarfile_reads_them(tmp_path, format):
         expected = [(m.name, m.type, m.size, m.linkname, tar.extractfile(m).read() if m.isfile() else b"")
                     for m in tar.getmembers()]
     assert tar_members_as_read(path) == expected
-    assert [name for name, *_ in expected] == ["aclImdb", "aclImdb/README", "aclImdb/empty", "aclImdb/block", LONG,
-                                               "aclImdb/link", "aclImdb/after"]
-    assert expected[5][3] == link_target
+    assert [name for name, *_ in expected] == ["aclImdb", "aclImdb/README", "aclImdb/" + "n" * 92, "a/" + "p" * 99,
+                                               "aclImdb/empty", "aclImdb/block", LONG, "aclImdb/link", "aclImdb/after"]
+    assert expected[7][3] == link_target
 
 
 def test_a_pax_size_overrides_the_header_and_pax_records_last_one_member(tmp_path):
@@ -322,6 +340,20 @@ def test_a_pax_size_overrides_the_header_and_pax_records_last_one_member(tmp_pat
     path = tmp_path / "pax.tar.gz"
     path.write_bytes(gzip.compress(blocks, mtime=0))
     assert tar_members_as_read(path) == [("renamed", b"0", 1000, "", b"z" * 1000), ("aclImdb/next", b"0", 2, "", b"ok")]
+
+
+def test_an_extended_header_may_hold_64_kb_and_no_more(tmp_path):
+    for size in (1 << 16, (1 << 16) + 1):
+        name = ("aclImdb/" + "x" * size)[:size]
+        blocks = _header("././@LongLink", b"L", size) + name.encode().ljust(-size % 512 + size, b"\0")
+        path = tmp_path / f"{size}.tar.gz"
+        path.write_bytes(gzip.compress(blocks + _header("short", b"0", 0) + bytes(1024), mtime=0))
+        if size == 1 << 16:
+            assert tar_members_as_read(path) == [(name, b"0", 0, "", b"")]
+        else:
+            with pytest.raises(archive._NotTar) as refused:
+                tar_members_as_read(path)
+            assert str(refused.value) == "an extended header of 65,537 bytes"
 
 
 def test_a_stream_without_members_or_cut_inside_a_header_is_not_a_tar(tmp_path):

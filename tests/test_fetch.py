@@ -147,10 +147,10 @@ def test_file_url_works(tiny, cache, out, capsys):
 
 
 def test_server_error_is_retried(server, tiny, out, capsys):
-    server.respond = fail_then_serve(503, failures=1, data=tiny.read_bytes())
+    server.respond = fail_then_serve(500, failures=1, data=tiny.read_bytes())  # 500: the lowest server error
     fetch(server.url, sha256_file(tiny), out)
     assert server.requests == 2 and out.read_bytes() == tiny.read_bytes()
-    assert "HTTP 503" in capsys.readouterr().err
+    assert "HTTP 500" in capsys.readouterr().err
 
 
 def test_retries_wait_longer_each_time_then_say_how_many_tries_failed(server, tiny, cache, out, capsys,
@@ -169,10 +169,13 @@ def test_retries_wait_longer_each_time_then_say_how_many_tries_failed(server, ti
 
 
 def test_not_found_is_not_retried(server, tiny, cache, out):
-    server.respond = lambda handler: handler.send_error(404)
-    with pytest.raises(PipelineError, match=r"HTTP 404 .*the URL is wrong.*data\.url"):
-        fetch(server.url, sha256_file(tiny), out)
-    assert server.requests == 1
+    for code, reason, wrong in [(404, "Not Found", "the URL is wrong: "), (403, "Forbidden", "")]:
+        server.respond = lambda handler: handler.send_error(code)
+        with pytest.raises(PipelineError) as refused:
+            fetch(server.url, sha256_file(tiny), out)
+        assert str(refused.value) == (f"{server.url}: HTTP {code} {reason}; {wrong}set data.url in params.yaml to the "
+                                      "archive's address")
+    assert server.requests == 2, "one request each"
     assert_nothing_left(cache, out)
 
 
@@ -212,14 +215,38 @@ def test_a_redirect_to_http_is_followed_and_one_to_https_tried(server, tiny, cac
 def test_a_cache_entry_that_is_not_a_regular_file_is_refused(tiny, cache, out, kind):
     cache.mkdir()
     (cache / NAME).mkdir() if kind == "folder" else os.mkfifo(cache / NAME)
-    with pytest.raises(PipelineError, match="is in the download cache but is not a regular file"):
+    with pytest.raises(PipelineError) as refused:
         fetch("https://example.org/" + NAME, sha256_file(tiny), out)
+    assert str(refused.value) == (f"{cache / NAME} is in the download cache but is not a regular file: move it away, "
+                                  "or set IMDB_CACHE_DIR to a folder that holds the archive")
 
 
 def test_missing_file_url(tmp_path, cache, out):
-    with pytest.raises(PipelineError, match=r"cannot read file://.*No such file.*data\.url"):
+    with pytest.raises(PipelineError) as refused:
         fetch((tmp_path / NAME).as_uri(), OFFICIAL_SHA256, out)
+    assert str(refused.value) == (f"cannot read {(tmp_path / NAME).as_uri()} ([Errno 2] No such file or directory: "
+                                  f"'{tmp_path / NAME}'): set data.url in params.yaml to the archive's path")
     assert_nothing_left(cache, out)
+
+
+@pytest.mark.parametrize("url", ["https://example.org", "https://example.org/data/", "https://example.org/data/.",
+                                 "https://example.org/data/.."])
+def test_a_url_without_a_file_name_is_refused(cache, out, url):
+    with pytest.raises(PipelineError) as refused:
+        fetch(url, OFFICIAL_SHA256, out)
+    assert str(refused.value) == f"data.url {url!r} must end with the archive's file name"
+
+
+def test_the_cache_is_in_the_home_folder_unless_imdb_cache_dir_says_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for value in (None, ""):  # unset or empty: the default
+        if value is None:
+            monkeypatch.delenv("IMDB_CACHE_DIR")
+        else:
+            monkeypatch.setenv("IMDB_CACHE_DIR", value)
+        assert download.cache_dir() == tmp_path / ".cache" / "imdb_lstm"
+    monkeypatch.setenv("IMDB_CACHE_DIR", "~/imdb")
+    assert download.cache_dir() == tmp_path / "imdb"
 
 
 def test_hanging_server_times_out(server, tiny, cache, out):
@@ -246,7 +273,8 @@ def test_checksum_mismatch(server, tiny, tmp_path, cache, out):
     server.respond = serve(other.read_bytes())
     with pytest.raises(PipelineError, match="checksum mismatch") as error:
         fetch(server.url, sha256_file(tiny), out)
-    assert f"expected sha256 {sha256_file(tiny)}, got sha256 {sha256_file(other)}" in str(error.value)
+    assert str(error.value) == (f"checksum mismatch for {server.url}: expected sha256 {sha256_file(tiny)}, got sha256 "
+                                f"{sha256_file(other)}. Check data.url and data.sha256 in params.yaml")
     assert_nothing_left(cache, out)
 
 

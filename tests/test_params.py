@@ -150,6 +150,42 @@ def test_messages_quote_at_most_200_characters_of_a_value(tmp_path):
     assert len(str(pytest.raises(PipelineError, load_params, nested).value)) < 500
 
 
+@pytest.mark.parametrize("text, message", [
+    ("a: &x [1]\nb: *x\n", "aliases (*name) are not accepted here at line 2, column 4"),
+    ("a: [1\n", "expected ',' or ']', but got '<stream end>' at line 2, column 1"),
+    ("a: 1\n\tb: 2\n", "found character '\\t' that cannot start any token at line 2, column 1"),
+])
+def test_a_yaml_error_is_one_line_naming_the_problem_and_where(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(PipelineError) as refused:
+        load_params(path)
+    assert str(refused.value) == f"{path} is not valid YAML: {message}"
+
+
+def test_what_is_not_a_params_file_is_refused_in_bounded_memory(tmp_path):
+    with pytest.raises(PipelineError) as refused:
+        load_params("/dev/zero")  # endless: only the first 64 KB + 1 byte is read
+    assert str(refused.value) == "/dev/zero is over 64 KB: it is not this project's params file"
+    with pytest.raises(PipelineError) as refused:
+        load_params(tmp_path)
+    assert str(refused.value) == f"cannot read {tmp_path}: Is a directory"
+
+
+def test_the_lm_may_predict_every_word_id_and_no_more(tmp_path):
+    for output_words, accepted in [(20002, True), (20003, False)]:
+        params = DEFAULTS
+        for key, value in {"lm.use": True, "model.bidirectional": False, "data.vocab_size": 20000,
+                           "lm.output_words": output_words}.items():
+            params = with_change(key, value, params)
+        path = write(tmp_path, params)
+        if accepted:
+            assert load_params(path)["lm"]["output_words"] == 20002
+        else:
+            with pytest.raises(PipelineError, match="'lm.output_words' 20003 is more than the 20002 word ids"):
+                load_params(path)
+
+
 def test_alias_bombs_and_huge_files_are_refused_before_they_cost_memory(tmp_path):
     path = tmp_path / "params.yaml"
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
