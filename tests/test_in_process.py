@@ -385,8 +385,22 @@ def test_weights_whose_members_are_not_numbered_from_0_are_refused(model, saved)
     net, folder = saved
     with zipfile.ZipFile(folder / "weights.npz", "a") as archive:
         archive.writestr("extra.npy", b"")
-    with pytest.raises(PipelineError, match="are not 0.npy, 1.npy"):
+    with pytest.raises(PipelineError) as refused:
         model.load_model(folder)
+    assert str(refused.value) == (f"{folder}/weights.npz is damaged (members ['0.npy', '1.npy', '2.npy', '3.npy', "
+                                  "'4.npy'] are not 0.npy, 1.npy, ...): retrain with `dvc repro train`")
+
+
+def test_weights_written_in_numpys_version_2_format_load(model, tlx, saved):
+    """numpy writes format 2.0 when an array's header outgrows 1.0's: its header is read the 2.0 way."""
+    import zipfile
+    net, folder = saved
+    weights = weights_of(tlx, net)
+    with zipfile.ZipFile(folder / "weights.npz", "w") as archive:
+        for i, array in enumerate(weights):
+            with archive.open(f"{i}.npy", "w") as member:
+                np.lib.format.write_array(member, array, version=(2, 0))
+    assert all((a == b).all() for a, b in zip(weights_of(tlx, model.load_model(folder)), weights))
 
 
 def test_predict_logits_is_the_same_in_any_batch_size_and_refuses_unknown_words(model, tlx):
@@ -399,6 +413,10 @@ def test_predict_logits_is_the_same_in_any_batch_size_and_refuses_unknown_words(
     assert whole.shape == (11, 2) and whole.dtype == np.float64
     np.testing.assert_allclose(model.predict_logits(net, ids, batch_size=3), whole, atol=1e-6)
     np.testing.assert_allclose(whole[4], tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids[4:5])))[0], atol=1e-6)
+    padded = np.concatenate([np.zeros((11, 1), np.int64), ids], axis=1)  # padding that every review shares
+    untrimmed = tlx.convert_to_numpy(net(tlx.convert_to_tensor(padded)))
+    np.testing.assert_allclose(model.predict_logits(net, padded), untrimmed, atol=1e-5)  # a model without trim_padding
+    assert np.abs(untrimmed - whole).max() > 1e-3, "it reads the padding: trimmed, its logits would differ"
     assert model.predict_logits(net, ids[:0]).shape == (0, 2)
     with pytest.raises(PipelineError) as refused:
         model.predict_logits(net, np.full((2, 3), 30))
@@ -413,6 +431,7 @@ def test_with_trim_padding_each_review_is_scored_at_its_own_length(model, tlx):
     net.set_eval()
     ids = np.array([[0, 0, 5, 6], [7, 8, 9, 10], [0, 0, 0, 11], [0, 3, 4, 12], [0, 0, 13, 14], [0, 0, 15, 16],
                     [0, 0, 0, 17], [1, 2, 3, 4], [0, 0, 0, 0]])
+    ids = np.concatenate([ids, [[0, 0, 18, 19], [0, 0, 20, 21], [0, 0, 22, 23]]])  # six of length 2: three batches
     together, moved = model.predict_logits(net, ids, batch_size=2), []
     for row, logits in zip(ids, together):
         alone = tlx.convert_to_numpy(net(tlx.convert_to_tensor(row[row != 0][None] if row.any() else row[None, :1])))[0]
@@ -601,6 +620,7 @@ def test_the_classifier_takes_the_lms_embedding_and_lstm(model, tlx, language_mo
      "(char 1)): rerun `dvc repro lm`"),
     ("weights of another shape", "{folder}/weights.npz does not fit lm.json: rerun `dvc repro lm`"),
     ("NaN weights", "{folder}/weights.npz holds NaN or infinite weights: rerun `dvc repro lm`"),
+    ("weights not a zip", "{folder}/weights.npz is damaged (File is not a zip file): rerun `dvc repro lm`"),
 ])
 def test_a_language_model_that_does_not_fit_is_refused(model, tlx, language_model, saved_lm, how, message):
     from imdb_lstm.files import write_npz
@@ -616,6 +636,8 @@ def test_a_language_model_that_does_not_fit_is_refused(model, tlx, language_mode
         options = {"bidirectional": True}
     elif how == "not JSON":
         (folder / "lm.json").write_text("{")
+    elif how == "weights not a zip":
+        (folder / "weights.npz").write_bytes(b"PK")
     else:
         weights = weights_of(tlx, lm)
         weights[1 if how == "weights of another shape" else 0] = (weights[1][:-1] if how == "weights of another shape"
@@ -674,6 +696,15 @@ def test_predict_prints_a_label_and_its_probability_per_review(model, trained, c
     predict.main(["--json", *REVIEWS, *options])
     assert capsys.readouterr().out == json.dumps([{"label": label, "probability": probability, "review": review}
                                                   for label, probability, review in expected], indent=2) + "\n"
+
+
+def test_predict_calls_an_even_review_negative(model, tlx, trained, capsys):
+    from imdb_lstm import predict
+    options, net = trained
+    tlx.files.assign_weights([np.zeros((3, 2), np.float32), np.zeros(2, np.float32)], net.classify)
+    model.save_model(net, options[1], vocabulary=model.load_model(options[1]).vocabulary)
+    predict.main(["great film", *options])
+    assert capsys.readouterr().out == "negative 0.5000  great film\n", "positive only above one half"
 
 
 def test_predict_reads_a_file_or_stdin_one_review_a_line(trained, tmp_path, capsys, monkeypatch):
@@ -767,3 +798,4 @@ def test_predict_options_their_defaults_and_their_help(capsys, monkeypatch):
                  "--model MODEL trained model folder",
                  "--vocab VOCAB vocabulary file"]:
         assert line in shown
+    assert "Reviews come from" not in shown, "the description is the docstring's first line"
