@@ -98,11 +98,19 @@ def test_loading_pins_the_kernels_and_applies_every_fix(tlx):
 
 
 def torch_fixes_in_depth(tlx):
-    import sys
     import torch
     assert torch.get_num_threads() == 2
-    with pytest.raises(ImportError, match="need torchvision"):  # _skip_torchvision_box_ops: import worked
+    with pytest.raises(ImportError) as missing:  # _skip_torchvision_box_ops: import worked
         sys.modules["tensorlayerx.vision.ops.torch_ops"].nms()
+    assert str(missing.value) == "tensorlayerx's box ops (box_area, box_iou, nms) need torchvision"
+    # _let_interrupts_out_of_convert_to_numpy: the same function in every tlx module that had tlx's
+    assert sys.modules["tensorlayerx.backend.ops.torch_backend"].convert_to_numpy is tlx.convert_to_numpy
+    # _set_train_recursively: a mode must be a bool, as in tlx
+    with pytest.raises(ValueError, match="^training mode is expected to be boolean$"):
+        tlx.nn.Linear(in_features=2, out_features=2).set_train("yes")
+    # _step_real_torch_optimizer: as tlx, no step before a gradient
+    with pytest.raises(AttributeError, match=r"^Can not apply gradients before zero_grad call\.$"):
+        tlx.optimizers.Adam(lr=0.1).apply_gradients([])
 
     class Inner(tlx.nn.Module):
         def __init__(self):
@@ -124,6 +132,8 @@ def torch_fixes_in_depth(tlx):
 
     net, x = Net(), tlx.ones((3, 5, 4))
     assert len(list(net.parameters())) == 10  # _accept_remove_duplicate: 8 LSTM tensors, 2 Linear
+    twice = tlx.nn.Sequential([net.classify, net.classify])  # one layer in two places: its weights once
+    assert len(list(twice.parameters())) == 2
     net.set_eval()  # _keep_rnn_train_method: eval() works; _set_train_recursively: dropout off at depth 2
     assert not net.inner.lstm.training and net.inner.drop.is_train is False
     assert (tlx.convert_to_numpy(net(x)) == tlx.convert_to_numpy(net(x))).all()
@@ -549,6 +559,8 @@ def test_trimmed_batches_train_on_the_words_only(model, tlx):
         return -(shifted[[0, 1], [0, 1]] - np.log(np.exp(shifted).sum(1))).mean()
     assert loss == pytest.approx(loss_of(ids[:, 1:]), rel=1e-5)
     assert loss != pytest.approx(loss_of(ids), rel=1e-3), "untrimmed, the loss would be another"
+    untrimmed, _ = train_epoch(step, loss_fn, tlx, ids, np.array([0, 1]), [np.arange(2)], False, Progress())
+    assert untrimmed == pytest.approx(loss_of(ids), rel=1e-5), "without trim the rows go in as they are"
 
 
 # --- the language model ----------------------------------------------------------------------------

@@ -50,6 +50,13 @@ def test_unreadable_cpu_features_warn_that_results_hold_on_this_machine_only(tmp
                                        "reproducible on this machine, not across machines\n")
 
 
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])  # Linux's name for x86-64, and Windows'
+def test_an_x86_64_cpu_is_read_by_either_name(tmp_path, monkeypatch, capsys, machine):
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    with pytest.raises(PipelineError, match="this CPU has no AVX2/FMA"):
+        kernels._require_avx2(cpuinfo(tmp_path, FLAGS.replace(" avx2 ", " ")))
+
+
 def test_another_architecture_warns_and_reads_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(platform, "machine", lambda: "AArch64")
     kernels._require_avx2(tmp_path / "never read")
@@ -77,7 +84,7 @@ def test_an_unknown_backend_is_refused_before_any_import():
     for name in ("mxnet", "", "Torch", "backends"):
         with pytest.raises(PipelineError) as refused:
             backends.get(name)
-        assert str(refused.value).endswith("use one of torch, paddle, tensorflow, mindspore")
+        assert str(refused.value) == f"unknown backend {name!r}: use one of torch, paddle, tensorflow, mindspore"
 
 
 def test_a_backend_whose_framework_is_missing_is_not_installed(monkeypatch):
