@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -176,6 +177,35 @@ def test_sizes_are_counts_of_bytes():
         with pytest.raises(archive._NotTar) as refused:
             _size(value)
         assert str(refused.value) == message
+
+
+def test_each_split_sorted_by_label_and_id_and_labelled_as_arrays(tiny):
+    from imdb_lstm.archive import labelled_splits, pretraining_texts, sorted_reviews
+    by_member = {(r.split, r.label, r.id): r.text for r in iter_reviews(tiny, include_unsup=True)}
+    splits = sorted_reviews(tiny)
+    for split in ("train", "test"):
+        keys = [(split, label, review_id) for label, review_id, _ in splits[split]]
+        assert keys == sorted((s, label, i) for s, label, i in by_member if s == split and label >= 0)
+        assert [text for *_, text in splits[split]] == [by_member[key] for key in keys]
+    with_unsup = sorted_reviews(tiny, include_unsup=True)
+    assert [label for label, _, _ in with_unsup["train"]] == [-1] * 3 + [0] * 5 + [1] * 5
+    assert with_unsup["test"] == splits["test"]
+    assert pretraining_texts(tiny) == [text for _, _, text in with_unsup["train"]], "never the test split's"
+    labelled = labelled_splits(tiny)
+    for split in ("train", "test"):
+        texts, labels = labelled[split]
+        assert labels.dtype == np.int64 and labels.tolist() == [label for label, _, _ in splits[split]]
+        assert texts == [text for _, _, text in splits[split]]
+
+
+@pytest.mark.parametrize("drop, found", [("test/pos", "[0]"), ("test/", "no reviews")])
+def test_a_split_without_both_classes_is_refused(tiny, tmp_path, drop, found):
+    from imdb_lstm.archive import labelled_splits
+    path = tmp_path / "one_class.tar.gz"
+    write_archive(path, [(m, d) for m, d in members_of(tiny) if not m.name.startswith("aclImdb/" + drop)])
+    with pytest.raises(PipelineError) as refused:
+        labelled_splits(path)
+    assert str(refused.value) == f"{path}: the test split needs positive and negative reviews, found {found}"
 
 
 def test_missing_archive_is_reported(tmp_path):

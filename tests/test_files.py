@@ -110,3 +110,20 @@ def test_an_interrupt_that_was_swallowed_still_stops_an_output_from_being_publis
         with atomic_dir(tmp_path / "model") as tmp:
             (tmp / "weights.npz").write_bytes(b"")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_csv_is_its_header_then_one_line_a_row(tmp_path):
+    from imdb_lstm.files import write_csv
+    write_csv(tmp_path / "roc.csv", ["fpr", "tpr"], [(0.0, 0.5), (1, 1.0)])
+    assert (tmp_path / "roc.csv").read_text() == "fpr,tpr\n0.0,0.5\n1,1.0\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["roc.csv"], "written beside itself, then renamed"
+
+
+def test_removing_a_checkpoint_removes_its_folder_and_minds_no_missing_one(tmp_path):
+    from imdb_lstm.checkpoint import remove_checkpoint
+    folder = tmp_path / "train"
+    (folder / "inner").mkdir(parents=True)
+    (folder / "inner" / "state.json").write_text("{}")
+    remove_checkpoint(folder)
+    assert not folder.exists()
+    remove_checkpoint(folder)

@@ -90,3 +90,10 @@ def test_trim_padding_drops_only_the_padding_all_rows_share(pad):
     assert trimmed.tolist() == (rows[:, -3:] if pad == "pre" else rows[:, :3]).tolist()
     assert lengths(trimmed).tolist() == lengths(rows).tolist() == [3, 1, 2]
     assert trim_padding(encode(["", ""], ["a"], 4, "pre", pad)).tolist() == [[PAD], [PAD]]
+
+
+def test_the_vocabulary_is_padding_unknown_then_the_most_frequent_words():
+    from imdb_lstm.text import vocabulary
+    assert vocabulary(["the", "a", "film", "plot"], 2) == ["<pad>", "<unk>", "the", "a"]
+    assert vocabulary(["the"], 5) == ["<pad>", "<unk>", "the"]
+    assert vocabulary(["the", "a"], 0) == ["<pad>", "<unk>"]
