@@ -215,7 +215,8 @@ def _pax_records(data):
     records, at = {}, 0
     while at < len(data) and data[at:at + 1] != b"\0":
         length = data[at:at + 20].partition(b" ")[0]
-        if not length.isdigit() or int(length) < len(length) + 2:  # each record moves `at` on
+        # each record moves `at` on, and ends inside the header
+        if not length.isdigit() or not len(length) + 2 <= int(length) <= len(data) - at:
             raise _NotTar("a malformed pax header")
         key, equals, value = data[at + len(length) + 1:at + int(length) - 1].partition(b"=")
         if not equals:

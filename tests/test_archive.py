@@ -365,11 +365,11 @@ def test_a_pax_size_overrides_the_header_and_pax_records_last_one_member(tmp_pat
     def pax(records):
         body = b"".join(records)
         return _header("./PaxHeaders/x", b"x", len(body)) + body.ljust(-len(body) % 512 + len(body), b"\0")
-    blocks = (pax([b"13 size=1000\n", b"16 path=renamed\n"]) + _header("aclImdb/original", b"0", 5)
+    blocks = (pax([b"13 size=1000\n", b"17 path=renamedX\n"]) + _header("aclImdb/original", b"0", 5)
               + b"z" * 1000 + bytes(24) + _header("aclImdb/next", b"0", 2) + b"ok".ljust(512, b"\0") + bytes(1024))
     path = tmp_path / "pax.tar.gz"
     path.write_bytes(gzip.compress(blocks, mtime=0))
-    assert tar_members_as_read(path) == [("renamed", b"0", 1000, "", b"z" * 1000), ("aclImdb/next", b"0", 2, "", b"ok")]
+    assert tar_members_as_read(path) == [("renamedX", b"0", 1000, "", b"z" * 1000), ("aclImdb/next", b"0", 2, "", b"ok")]
 
 
 def test_an_extended_header_may_hold_64_kb_and_no_more(tmp_path):
@@ -420,7 +420,8 @@ def test_pax_records_are_read_by_their_lengths():
     assert _pax_records(b"11 path=ab\n16 size=1234567\n") == {"path": "ab", "size": "1234567"}
     assert _pax_records(b"14 path=a=b c\n\0\0\0\0") == {"path": "a=b c"}, "stops at the padding"
     assert _pax_records(b"13 path=\xc3\xa9t\xff\n") == {"path": "\u00e9t\udcff"}
-    for bad in (b"x path=a\n", b"2 \n", b"3 a\n", b" 9 path=a\n", b"0 x=y\n", b"3 \n", b"8 path\n"):
+    for bad in (b"x path=a\n", b"2 \n", b"3 a\n", b" 9 path=a\n", b"0 x=y\n", b"3 \n", b"8 path\n", b"99 path=a\n",
+                b"123456789012345678901 path=a\n"):
         with pytest.raises(archive._NotTar, match="^a malformed pax header$"):
             _pax_records(bad)
 

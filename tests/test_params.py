@@ -154,6 +154,8 @@ def test_messages_quote_at_most_200_characters_of_a_value(tmp_path):
     ("a: &x [1]\nb: *x\n", "aliases (*name) are not accepted here at line 2, column 4"),
     ("a: [1\n", "expected ',' or ']', but got '<stream end>' at line 2, column 1"),
     ("a: 1\n\tb: 2\n", "found character '\\t' that cannot start any token at line 2, column 1"),
+    ("a: \x07\n", "unacceptable character #x0007: special characters are not allowed in \"<unicode string>\", "
+                  "position 3"),  # PyYAML's reader: no problem mark, its own message
 ])
 def test_a_yaml_error_is_one_line_naming_the_problem_and_where(tmp_path, text, message):
     path = tmp_path / "params.yaml"
