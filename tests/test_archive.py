@@ -421,7 +421,7 @@ def test_pax_records_are_read_by_their_lengths():
     assert _pax_records(b"14 path=a=b c\n\0\0\0\0") == {"path": "a=b c"}, "stops at the padding"
     assert _pax_records(b"13 path=\xc3\xa9t\xff\n") == {"path": "\u00e9t\udcff"}
     for bad in (b"x path=a\n", b"2 \n", b"3 a\n", b" 9 path=a\n", b"0 x=y\n", b"3 \n", b"8 path\n", b"99 path=a\n",
-                b"123456789012345678901 path=a\n", b"11 path=ab\n99 size=1\n"):
+                b"123456789012345678901 path=a\n", b"11 path=ab\n30 size=1\n"):
         with pytest.raises(archive._NotTar, match="^a malformed pax header$"):
             _pax_records(bad)
 
