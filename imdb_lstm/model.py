@@ -26,15 +26,17 @@ class SentimentLSTM(tlx.nn.Module):
     """The defaults are the tutorial's model; the options (params.yaml's `model:`) make larger ones."""
 
     def __init__(self, vocab_size, embedding_dim, hidden_size, bidirectional=False, num_layers=1,
-                 pooling="mean", dropout=0.0, trim_padding=False):
+                 pooling="mean", dropout=0.0, trim_padding=False, embedding_dropout=0.0):
         super().__init__()
         # trim_padding is how the model reads its input, not a layer: training feeds it batches of
         # similar-length reviews without their shared padding, predict_logits each review at its own length.
         self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
                        "bidirectional": bidirectional, "num_layers": num_layers, "pooling": pooling,
-                       "dropout": dropout, "trim_padding": trim_padding}
+                       "dropout": dropout, "trim_padding": trim_padding, "embedding_dropout": embedding_dropout}
         self.pooling = pooling
         self.embedding = tlx.nn.Embedding(vocab_size, embedding_dim)
+        # zeroes single numbers of the words' vectors while training, so no one feature of a word is relied on
+        self.embedding_dropout = tlx.nn.Dropout(p=embedding_dropout) if embedding_dropout else None
         # batch_first=True: the recurrence runs over each review's words. The tutorial left tlx's
         # default (False), so it ran across the reviews of a batch instead.
         self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
@@ -45,7 +47,10 @@ class SentimentLSTM(tlx.nn.Module):
         self.classify = tlx.nn.Linear(in_features=hidden_size, out_features=2)
 
     def forward(self, ids):
-        states, _ = self.lstm(self.embedding(ids))
+        embedded = self.embedding(ids)
+        if self.embedding_dropout:
+            embedded = self.embedding_dropout(embedded)
+        states, _ = self.lstm(embedded)
         features = self.pool(states, ids)
         if self.dropout:
             features = self.dropout(features)
@@ -119,6 +124,7 @@ def _read_model_json(path):
     if extra:
         raise PipelineError(f"{path}: unknown key {quote(extra[0])}: it was not written by this project's "
                             "train stage; retrain with `dvc repro train`")
+    info.setdefault("embedding_dropout", 0.0)  # models trained before the option had none
     check({key: value for key, value in info.items() if key in MODEL_FILE_SCHEMA}, MODEL_FILE_SCHEMA, path)
     return info
 

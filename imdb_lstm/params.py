@@ -65,6 +65,7 @@ SCHEMA = {
         "num_layers": (int, *_int_range(1, 8)),
         "pooling": (str, *_choice(*POOLINGS)),
         "dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
+        "embedding_dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
         "trim_padding": (bool, lambda v: True, "true or false"),
     },
 }

@@ -261,7 +261,8 @@ def test_an_optimizer_and_dropout_restored_from_their_state_continue_with_the_sa
 # --- the model -----------------------------------------------------------------------------------
 
 CONFIGS = [{}, {"bidirectional": True}, {"num_layers": 3}, {"bidirectional": True, "num_layers": 2},
-           {"pooling": "masked_mean_max"}, {"bidirectional": True, "pooling": "masked_mean_max", "dropout": 0.2}]
+           {"pooling": "masked_mean_max"}, {"bidirectional": True, "pooling": "masked_mean_max", "dropout": 0.2},
+           {"embedding_dropout": 0.5}]
 
 
 @pytest.mark.parametrize("options", CONFIGS)
@@ -269,7 +270,8 @@ def test_parameter_count_is_the_real_models(model, options):
     net = model.SentimentLSTM(37, 8, 6, **options)
     assert model.parameter_count(net.config) == sum(int(np.prod(w.shape)) for w in net.all_weights)
     assert net.config == {"vocab_size": 37, "embedding_dim": 8, "hidden_size": 6, "bidirectional": False,
-                          "num_layers": 1, "pooling": "mean", "dropout": 0.0, "trim_padding": False, **options}
+                          "num_layers": 1, "pooling": "mean", "dropout": 0.0, "trim_padding": False,
+                          "embedding_dropout": 0.0, **options}
 
 
 def test_parameter_count_by_hand():
@@ -288,6 +290,26 @@ def test_dropout_layers_exist_only_where_asked(model):
     net = model.SentimentLSTM(30, 4, 3, dropout=0.25)
     assert net.dropout is not None and net.lstm.dropout == 0.0, "one LSTM layer: nothing between layers"
     assert model.SentimentLSTM(30, 4, 3, num_layers=2, dropout=0.25).lstm.dropout == 0.25
+    assert net.embedding_dropout is None, "dropout asks for none on the words' vectors"
+    assert model.SentimentLSTM(30, 4, 3, embedding_dropout=0.25).embedding_dropout is not None
+
+
+def test_embedding_dropout_drops_numbers_of_the_words_vectors_while_training_only(model, tlx):
+    backend.seed(2)
+    net = model.SentimentLSTM(30, 64, 3, embedding_dropout=0.5)
+    spread_weights(tlx, net)  # a start with every ReLU at 0 would give equal logits whatever was dropped
+    ids = tlx.convert_to_tensor(np.arange(1, 21).reshape(2, 10))
+    vectors = tlx.convert_to_numpy(net.embedding(ids))
+    net.set_train()
+    dropped = tlx.convert_to_numpy(net.embedding_dropout(net.embedding(ids)))
+    zeroed = dropped == 0
+    assert 0.4 < zeroed.mean() < 0.6
+    np.testing.assert_allclose(dropped[~zeroed], 2 * vectors[~zeroed], rtol=1e-6)  # the rest scaled by 1 / (1 - p)
+    trained = [tlx.convert_to_numpy(net(ids)) for _ in range(2)]
+    net.set_eval()
+    evaluated = [tlx.convert_to_numpy(net(ids)) for _ in range(2)]
+    assert not np.array_equal(*trained), "training: each call drops other numbers (no other dropout here)"
+    np.testing.assert_array_equal(*evaluated)
 
 
 def test_each_pooling_is_what_its_name_says(model, tlx):
@@ -356,6 +378,9 @@ def test_a_saved_model_loads_with_its_config_vocabulary_and_logits(model, tlx, s
     del edit["vocabulary"], edit["trained_on"]
     (folder / "model.json").write_text(json.dumps(edit))
     assert model.load_model(folder).vocabulary is None, "a model saved before vocabularies were recorded"
+    del edit["embedding_dropout"]
+    (folder / "model.json").write_text(json.dumps(edit))
+    assert model.load_model(folder).config == net.config, "a model saved before embedding_dropout existed"
 
 
 MESSAGES = {  # the whole line each damage gets, with {folder} for the model folder

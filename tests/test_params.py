@@ -88,7 +88,7 @@ def test_an_unknown_key_lists_the_allowed_ones_and_a_section_must_be_a_mapping(t
     with pytest.raises(PipelineError) as error:
         load_params(path)
     assert str(error.value) == (f"{path}: unknown key 'model.zzz' (allowed: embedding_dim, hidden_size, "
-                                "bidirectional, num_layers, pooling, dropout, trim_padding)")
+                                "bidirectional, num_layers, pooling, dropout, embedding_dropout, trim_padding)")
     with pytest.raises(PipelineError) as error:
         load_params(write(tmp_path, with_change("data", [1, 2])))
     assert str(error.value) == f"{path}: data must be a mapping of keys to values"
