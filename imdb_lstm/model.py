@@ -86,6 +86,8 @@ def save_model(net, folder, vocabulary):
     the sha256 of the vocab.json the model was trained with, which predict checks."""
     folder = Path(folder)
     info = {**net.config, "trained_on": backend.version(), "vocabulary": vocabulary}
+    if not info["embedding_dropout"]:  # written only when used: other models keep the bytes they had before it
+        del info["embedding_dropout"]
     (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     write_npz(folder / "weights.npz", [tlx.convert_to_numpy(w) for w in net.all_weights])
 
@@ -124,7 +126,7 @@ def _read_model_json(path):
     if extra:
         raise PipelineError(f"{path}: unknown key {quote(extra[0])}: it was not written by this project's "
                             "train stage; retrain with `dvc repro train`")
-    info.setdefault("embedding_dropout", 0.0)  # models trained before the option had none
+    info.setdefault("embedding_dropout", 0.0)  # save_model leaves it out when 0
     check({key: value for key, value in info.items() if key in MODEL_FILE_SCHEMA}, MODEL_FILE_SCHEMA, path)
     return info
 

@@ -53,10 +53,11 @@ def test_a_killed_run_of_the_default_params_resumes_too(tmp_path):
     assert outputs(repo, without_validation) == after_resume
 
 
-def test_on_tensorflow_a_model_with_dropout_keeps_no_checkpoint_and_says_so(tmp_path):
+@pytest.mark.parametrize("dropout", ["dropout", "embedding_dropout"])
+def test_on_tensorflow_a_model_with_dropout_keeps_no_checkpoint_and_says_so(tmp_path, dropout):
     require("tensorflow")
     repo = make_repo(tmp_path, backend="tensorflow")
-    set_params(repo.path / "params.yaml", RESUMABLE)
+    set_params(repo.path / "params.yaml", {**RESUMABLE, "model": {dropout: 0.3}})
     repo.run("dvc", "repro", "prepare", "pretrain")
     kill_after_epoch(repo, 2)
     assert not (repo.path / ".checkpoints/train").exists()

@@ -365,7 +365,8 @@ def saved(model, tlx, tmp_path):
 def test_a_saved_model_loads_with_its_config_vocabulary_and_logits(model, tlx, saved):
     net, folder = saved
     info = json.loads((folder / "model.json").read_text())
-    assert info == {**net.config, "trained_on": backend.version(), "vocabulary": "abc123"}
+    without = {key: value for key, value in net.config.items() if key != "embedding_dropout"}  # 0: left out
+    assert info == {**without, "trained_on": backend.version(), "vocabulary": "abc123"}
     assert (folder / "model.json").read_text() == json.dumps(info, indent=2, sort_keys=True) + "\n"
     loaded = model.load_model(folder)
     assert loaded.config == net.config and loaded.vocabulary == "abc123"
@@ -378,9 +379,17 @@ def test_a_saved_model_loads_with_its_config_vocabulary_and_logits(model, tlx, s
     del edit["vocabulary"], edit["trained_on"]
     (folder / "model.json").write_text(json.dumps(edit))
     assert model.load_model(folder).vocabulary is None, "a model saved before vocabularies were recorded"
-    del edit["embedding_dropout"]
+    edit["embedding_dropout"] = 0.25
     (folder / "model.json").write_text(json.dumps(edit))
-    assert model.load_model(folder).config == net.config, "a model saved before embedding_dropout existed"
+    assert model.load_model(folder).config == {**net.config, "embedding_dropout": 0.25}
+
+
+def test_a_model_with_embedding_dropout_saves_and_loads_it(model, tmp_path):
+    net = model.SentimentLSTM(37, 8, 6, embedding_dropout=0.3)
+    model.save_model(net, tmp_path, vocabulary="abc123")
+    assert json.loads((tmp_path / "model.json").read_text())["embedding_dropout"] == 0.3
+    loaded = model.load_model(tmp_path)
+    assert loaded.config == net.config and loaded.embedding_dropout is not None
 
 
 MESSAGES = {  # the whole line each damage gets, with {folder} for the model folder
