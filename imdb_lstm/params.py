@@ -58,12 +58,6 @@ SCHEMA = {
         "frozen_epochs": (int, *_int_range(0, 1000)),
         "fine_tune_lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
     },
-    "self_training": {
-        "use": (bool, lambda v: True, "true or false"),
-        "confidence": (float, lambda v: 0.5 <= v < 1, "a probability from 0.5 up to (not including) 1"),
-        "epochs": (int, *_int_range(1, 1000)),
-        "lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
-    },
     "model": {
         "embedding_dim": (int, *_int_range(1, 4096)),
         "hidden_size": (int, *_int_range(1, 4096)),

@@ -1,7 +1,6 @@
 """The training loop the train stage runs, and the benchmark times: the loss that counts correct
-predictions, the seeded batch order, one epoch, the Adam step, the validation hold-out, self-training's
-choice of confidently labelled reviews; and the embedding's start from pretrained vectors (train's
-classifier, lm's language model).
+predictions, the seeded batch order, one epoch, the Adam step, the validation hold-out; and the
+embedding's start from pretrained vectors (train's classifier, lm's language model).
 The functions take the tlx module that `imdb_lstm.backend.load(...)` returned.
 """
 import math
@@ -72,17 +71,6 @@ def make_step(tlx, net, loss_fn, weights, lr, frozen=()):
         backend.set_trainable(weight, id(weight) not in kept)
     return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr),
                                   [w for w in weights if id(w) not in kept])
-
-
-def confident_labels(logits, confidence):
-    """(indices, labels) of the rows whose softmax gives their argmax class at least `confidence`:
-    self-training's teacher labels the unlabelled reviews it is sure of (ties go to class 0)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-    labels = probabilities.argmax(axis=1)
-    chosen = np.flatnonzero(probabilities[np.arange(len(labels)), labels] >= confidence)
-    return chosen, labels[chosen].astype(np.int64)
 
 
 MIN_HELD_OUT = 100  # reviews on either side of the validation split: fewer make early stopping noise

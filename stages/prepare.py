@@ -4,15 +4,14 @@ Reads data/raw/aclImdb_v1.tar.gz (streamed, never extracted); writes data/tokens
 (every review's words as positions in the training split's word list, most frequent first: what the
 baseline reads, whatever the data params) and data/prepared/{train,test}_ids.npy (n, seq_len) int64,
 {train,test}_labels.npy int64 (1 = positive) and vocab.json (the words by id plus the encoding
-settings, for reading new text later). With self_training.use it also writes unsup_ids.npy: the
-unlabelled reviews, encoded the same way, for self-training's teacher to label.
+settings, for reading new text later).
 """
 import time
 from pathlib import Path
 
 import numpy as np
 
-from imdb_lstm.archive import labelled_splits, unlabelled_texts
+from imdb_lstm.archive import labelled_splits
 from imdb_lstm.errors import run_stage
 from imdb_lstm.files import atomic_dir, write_json
 from imdb_lstm.params import load_params
@@ -24,8 +23,7 @@ OUT = Path("data/prepared")
 
 
 def main():
-    all_params = load_params()
-    params = all_params["data"]
+    params = load_params()["data"]
     start = time.perf_counter()
     splits = labelled_splits(ARCHIVE)
     words, *train = rank_words(splits["train"][0], PROCESSES)
@@ -38,10 +36,6 @@ def main():
             np.save(tmp / f"{split}_ids.npy", pad_rows(ids, offsets, params["vocab_size"], params["seq_len"],
                                                       params["truncate"], params["pad"]))
             np.save(tmp / f"{split}_labels.npy", splits[split][1])
-        if all_params["self_training"]["use"]:
-            ids, offsets = corpus_ids(unlabelled_texts(ARCHIVE), words, PROCESSES)
-            np.save(tmp / "unsup_ids.npy", pad_rows(ids, offsets, params["vocab_size"], params["seq_len"],
-                                                    params["truncate"], params["pad"]))
         encoding = {key: params[key] for key in ("seq_len", "truncate", "pad")}
         write_json(tmp / "vocab.json", {"encoding": encoding, "words": vocabulary(words, params["vocab_size"])})
     counts = ", ".join(f"{len(labels)} {split}" for split, (_, labels) in splits.items())

@@ -11,19 +11,10 @@ With pretrain.use the embedding starts from the pretrained vectors and stays fro
 pretrain.frozen_epochs epochs; the epochs after those tune it too, at pretrain.fine_tune_lr.
 With lm.use the embedding and LSTM start from the language model's (stages/lm.py) and stay frozen
 for the first lm.frozen_epochs epochs, which train the layers above them; then all, at lm.fine_tune_lr.
-
-Self-training (self_training.use): `python -m stages.train teacher` (the teacher stage) trains a first
-model exactly as train would without it, into data/teacher/ and metrics/teacher.json (its epochs in
-that file, not dvclive's). Train then starts from the teacher's weights, adds the unlabelled reviews
-(data/prepared/unsup_ids.npy) that the teacher labels with at least self_training.confidence to its
-training side (never to the held-out validation reviews), and trains self_training.epochs more at
-self_training.lr. With self_training.use false the teacher stage only writes data/teacher/unused.txt.
 """
 import contextlib
-import dataclasses
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -32,97 +23,53 @@ from dvclive import Live
 
 from imdb_lstm import backend
 from imdb_lstm.checkpoint import CHECKPOINT, fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
-from imdb_lstm.errors import PipelineError, run_stage
+from imdb_lstm.errors import run_stage
 from imdb_lstm.files import atomic_dir, sha256_file, write_json
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
 from imdb_lstm.text import lengths
-from imdb_lstm.training import (CountingLoss, batch_order, confident_labels, hold_out, make_step, start_from_vectors,
-                                train_epoch)
+from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, start_from_vectors, train_epoch
 
 DATA = Path("data/prepared")
+MODEL = Path("data/model")
 PRETRAINED = Path("data/pretrained")
 LM = Path("data/lm")
-TEACHER = Path("data/teacher")
+EPOCHS = Path("metrics/epochs")  # dvclive's folder
 INPUTS = [DATA / "train_ids.npy", DATA / "train_labels.npy", DATA / "vocab.json", PRETRAINED / "vectors.npy",
           LM / "weights.npz"]
-STUDENT_INPUTS = [DATA / "unsup_ids.npy", TEACHER / "weights.npz"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Role:
-    """Where one run of this script writes: the train stage's model, or self-training's teacher."""
-    model: Path
-    metrics: Path
-    epochs: Path | None  # dvclive's folder (`dvc exp show`, `dvc plots`); None: the epochs go in `metrics`
-    checkpoint: Path
-
-
-ROLES = {"train": Role(Path("data/model"), Path("metrics/train.json"), Path("metrics/epochs"), CHECKPOINT),
-         "teacher": Role(TEACHER, Path("metrics/teacher.json"), None, Path(".checkpoints/teacher"))}
-
-
-def main(args=()):
-    role_name = args[0] if len(args) == 1 and args[0] in ROLES else "train"
-    if list(args) not in ([], [role_name]):
-        raise PipelineError(f"unknown arguments {' '.join(args)!r}: `python -m stages.train` trains the model, "
-                            "`python -m stages.train teacher` self-training's teacher")
-    role = ROLES[role_name]
+def main():
     params = load_params()
-    self_training = params["self_training"]
-    if role_name == "teacher" and not self_training["use"]:
-        with atomic_dir(role.model) as tmp:
-            (tmp / "unused.txt").write_text("self_training.use is false: no teacher; train starts as it would "
-                                            "without\n")
-        write_json(role.metrics, {"used": False})
-        print("teacher: skipped (self_training.use is false)")
-        return
-    student = role_name == "train" and self_training["use"]
     ids, labels = np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy")
     ids, labels, held_out = hold_out(ids, labels, params["validation"], params["seed"])
     tlx = backend.load(params["backend"], params["device"], params["reproducible"])
     from imdb_lstm.language_model import start_from_lm
-    from imdb_lstm.model import SentimentLSTM, load_model, predict_logits, save_model
+    from imdb_lstm.model import SentimentLSTM, predict_logits, save_model
 
     words = json.loads((DATA / "vocab.json").read_text())["words"]
     backend.seed(params["seed"])
     net = SentimentLSTM(len(words), **params["model"])
     trainable = list(net.trainable_weights)  # taken before any freezing: tlx caches this list
-    pseudo_labelled = None
-    if student:
-        teacher = load_model(TEACHER)
-        if teacher.config != net.config:
-            raise PipelineError(f"the teacher in {TEACHER} is not this params.yaml's model: run `dvc repro`")
-        unlabelled = np.load(DATA / "unsup_ids.npy")
-        log_line(f"self-training: the teacher labels {len(unlabelled)} unlabelled reviews")
-        chosen, pseudo = confident_labels(predict_logits(teacher, unlabelled), self_training["confidence"])
-        pseudo_labelled = len(chosen)
-        ids, labels = np.concatenate([ids, unlabelled[chosen]]), np.concatenate([labels, pseudo])
-        tlx.files.assign_weights([tlx.convert_to_numpy(w) for w in teacher.all_weights], net)
-        del teacher, unlabelled
-        log_line(f"self-training: {pseudo_labelled} of them labelled with probability at least "
-                 f"{self_training['confidence']} ({int(pseudo.sum())} positive) join the training reviews")
-    elif params["lm"]["use"]:
+    if params["lm"]["use"]:
         start_from_lm(net, LM, words)
     elif params["pretrain"]["use"]:
         start_from_vectors(net, np.load(PRETRAINED / "vectors.npy"))
-    warm_layers, frozen_epochs, fine_tune_lr = warm_start(params, student)
-    epochs = self_training["epochs"] if student else params["epochs"]
+    warm_layers, frozen_epochs, fine_tune_lr = warm_start(params)
     loss_fn = CountingLoss(tlx)
     rng = np.random.default_rng(params["seed"])
     trim, review_lengths = params["model"]["trim_padding"], lengths(ids)
     patience = params["patience"]
     log, best, first_epoch, start = [], None, 1, time.perf_counter()
-    made_for = fingerprint({**params, "role": role_name},
-                           [*INPUTS, *(STUDENT_INPUTS if student else []), Path(__file__)], backend.version())
+    made_for = fingerprint(params, [*INPUTS, Path(__file__)], backend.version())
     # a run resumes with an uninterrupted run's bits only if dropout's generator can be put back
     resumable = not (params["model"]["dropout"] or params["model"]["embedding_dropout"]) or \
         backend.rng_state() is not None
     if not resumable:
         log_line(f"no checkpoints: {params['backend']} cannot save dropout's random generator, so a stopped run "
                  "starts again from epoch 1")
-    saved = load_checkpoint(made_for, role.checkpoint) if resumable else None
+    saved = load_checkpoint(made_for) if resumable else None
     if saved:
         state, arrays = saved
         tlx.files.assign_weights(arrays["weights"], net)
@@ -130,21 +77,20 @@ def main(args=()):
         rng.bit_generator.state = state["rng"]
         log, first_epoch = state["log"], state["epoch"] + 1
         best = state["best"] and {**state["best"], "weights": arrays["best_weights"]}
-        log_line(f"resuming after epoch {state['epoch']}, from the checkpoint in {role.checkpoint}")
+        log_line(f"resuming after epoch {state['epoch']}, from the checkpoint in {CHECKPOINT}")
     net.set_train()
-    with epoch_log(role.epochs) as live:
+    with epoch_log(EPOCHS) as live:
         for row in log:  # the epochs a resumed run did before: the files come out as an uninterrupted run's
             log_epoch(live, row, held_out is not None)
-        for epoch in range(first_epoch, epochs + 1):
+        for epoch in range(first_epoch, params["epochs"] + 1):
             frozen = epoch <= frozen_epochs
             if epoch == first_epoch or epoch == frozen_epochs + 1:
-                lr = params["lr"] if frozen else fine_tune_lr  # fine_tune_lr is params["lr"] without a warm start
+                lr = fine_tune_lr if warm_layers and not frozen else params["lr"]
                 step = make_step(tlx, net, loss_fn, trainable, lr,
                                  [getattr(net, layer) for layer in warm_layers] if frozen else ())
                 if saved and epoch == first_epoch:
                     backend.restore_optimizer(step, dict(zip(state["optimizer"], arrays["optimizer"])))
-            desc = f"{role_name} epoch {epoch}/{epochs}" if role_name == "teacher" else f"epoch {epoch}/{epochs}"
-            desc += (f" ({' and '.join(warm_layers)} frozen)" if frozen else "")
+            desc = f"epoch {epoch}/{params['epochs']}" + (f" ({' and '.join(warm_layers)} frozen)" if frozen else "")
             epoch_start = time.perf_counter()
             with bar(total=len(ids), desc=desc, unit=" reviews") as progress:
                 batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
@@ -162,10 +108,9 @@ def main(args=()):
                     weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
                     best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
                 stop = epoch - best["best_epoch"] >= patience
-            if resumable and not stop and epoch < epochs:
+            if resumable and not stop and epoch < params["epochs"]:
                 # after the last frozen epoch the next one starts a fresh optimizer: none to keep
-                keep_checkpoint(made_for, role.checkpoint, log, rng, best, None if epoch == frozen_epochs else step,
-                                net, tlx)
+                keep_checkpoint(made_for, log, rng, best, None if epoch == frozen_epochs else step, net, tlx)
             log_epoch(live, log[-1], held_out is not None)
             log_line(f"{desc}: loss {loss:.4f}, accuracy {accuracy:.4f}" + (
                 f", validation loss {log[-1][3]:.4f}" if held_out is not None else "")
@@ -176,26 +121,22 @@ def main(args=()):
     if best:
         tlx.files.assign_weights(best.pop("weights"), net)
 
-    with atomic_dir(role.model) as tmp:
+    with atomic_dir(MODEL) as tmp:
         save_model(net, tmp, vocabulary=sha256_file(DATA / "vocab.json"))
     kept = log[best["best_epoch"] - 1] if best else log[-1]  # the epoch whose weights were saved
-    write_json(role.metrics, {"backend": backend.version(), "device": backend.device(),
-                              "reproducible": params["reproducible"], "epochs": epochs, "epochs_run": len(log),
-                              "loss": kept[1], "accuracy": kept[2], **(best or {}),
-                              **({"pseudo_labelled": pseudo_labelled} if student else {}),
-                              **({"used": True, "log": log_rows(log)} if role.epochs is None else {})})
-    remove_checkpoint(role.checkpoint)
-    print(f"{role_name}: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s; kept epoch "
+    write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),
+                                      "reproducible": params["reproducible"],
+                                      "epochs": params["epochs"], "epochs_run": len(log),
+                                      "loss": kept[1], "accuracy": kept[2], **(best or {})})
+    remove_checkpoint()
+    print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s; kept epoch "
           f"{kept[0]}: loss {kept[1]:.4f}, train accuracy {kept[2]:.4f}"
           + (f", validation accuracy {best['val_accuracy']:.4f}" if best else ""))
 
 
-def warm_start(params, student=False):
+def warm_start(params):
     """(the layers that start from pretrained weights, the epochs they stay frozen, the learning rate
-    after those): the language model's embedding and LSTM, the pretrained vectors, or nothing. A
-    self-training student starts from its teacher, whole: nothing frozen, self_training.lr throughout."""
-    if student:
-        return (), 0, params["self_training"]["lr"]
+    after those): the language model's embedding and LSTM, the pretrained vectors, or nothing."""
     if params["lm"]["use"]:
         return ("embedding", "lstm"), params["lm"]["frozen_epochs"], params["lm"]["fine_tune_lr"]
     if params["pretrain"]["use"]:
@@ -203,24 +144,20 @@ def warm_start(params, student=False):
     return (), 0, params["lr"]
 
 
-def keep_checkpoint(made_for, folder, log, rng, best, step, net, tlx):
+def keep_checkpoint(made_for, log, rng, best, step, net, tlx):
     """What the epoch after log[-1]'s needs, for a run that resumes after a kill."""
     optimizer = backend.optimizer_state(step) if step else {}
     save_checkpoint({"fingerprint": made_for, "epoch": log[-1][0], "log": log, "rng": rng.bit_generator.state,
                      "optimizer": list(optimizer), "best": best and {k: v for k, v in best.items() if k != "weights"}},
                     {"weights": [tlx.convert_to_numpy(w) for w in net.all_weights],
                      "optimizer": list(optimizer.values()), "rng": backend.rng_state() or [],
-                     "best_weights": best["weights"] if best else []}, folder)
+                     "best_weights": best["weights"] if best else []})
 
 
 @contextlib.contextmanager
 def epoch_log(folder):
     """dvclive's Live in `folder`, ended when the block ends; when it fails the folder goes, as every
-    unfinished output does (the checkpoint keeps the epochs: a resumed run logs them again).
-    No folder: None (the teacher's epochs go in its metrics file)."""
-    if folder is None:
-        yield None
-        return
+    unfinished output does (the checkpoint keeps the epochs: a resumed run logs them again)."""
     live = Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
     try:
         yield live
@@ -232,20 +169,12 @@ def epoch_log(folder):
 
 def log_epoch(live, row, validation):
     """One epoch's figures to dvclive: metrics/epochs/metrics.json says the latest and the step (what
-    `dvc exp show` shows of a running experiment), plots/metrics/*.tsv each epoch's (`dvc plots show`).
-    No Live (the teacher's run): nothing."""
-    if live is None:
-        return
+    `dvc exp show` shows of a running experiment), plots/metrics/*.tsv each epoch's (`dvc plots show`)."""
     live.step = row[0]
     for name, value in zip(["loss", "accuracy", "val_loss", "val_accuracy"][:4 if validation else 2], row[1:]):
         live.log_metric(name, value)
     live.next_step()
 
 
-def log_rows(log):
-    """Each epoch's figures, named as dvclive names them."""
-    return [dict(zip(["epoch", "loss", "accuracy", "val_loss", "val_accuracy"], row)) for row in log]
-
-
 if __name__ == "__main__":
-    run_stage(lambda: main(sys.argv[1:]))
+    run_stage(main)

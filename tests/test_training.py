@@ -109,15 +109,3 @@ def test_by_length_a_batch_holds_reviews_of_similar_length_and_batches_come_shuf
     windows = np.random.default_rng(2).permutation(1000).reshape(2, 500)
     for batch in window:
         assert any(set(batch) <= set(w) for w in windows)
-
-
-def test_confident_labels_keep_the_rows_whose_probability_reaches_the_threshold():
-    from imdb_lstm.training import confident_labels
-    # softmax probability of the larger logit: sigmoid of the difference
-    logits = np.array([[0.0, 0.0], [np.log(9) + 1e-6, 0.0], [0.0, np.log(9) - 1e-6], [0.0, 5.0], [3.0, -3.0],
-                       [1e4, -1e4]])
-    chosen, labels = confident_labels(logits, 0.9)
-    assert chosen.tolist() == [1, 3, 4, 5] and labels.tolist() == [0, 1, 0, 0]
-    assert labels.dtype == np.int64
-    chosen, labels = confident_labels(logits, 0.5)
-    assert chosen.tolist() == [0, 1, 2, 3, 4, 5] and labels.tolist() == [0, 0, 1, 1, 0, 0]  # a tie: class 0
