@@ -201,3 +201,16 @@ def test_alias_bombs_and_huge_files_are_refused_before_they_cost_memory(tmp_path
         load_params(path)
     path.write_text(yaml.safe_dump(DEFAULTS).ljust(1 << 16, "\n"))  # exactly the limit is still read
     assert load_params(path) == load_params(ROOT / "params.yaml")
+
+
+def _keys(section, prefix=""):
+    return {key for name, value in section.items()
+            for key in (_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else {prefix + name})}
+
+
+@pytest.mark.parametrize("record", sorted(p.parent.name for p in (ROOT / "metrics").glob("*/params.yaml")))
+def test_each_committed_record_has_a_params_file_of_todays_keys(record):
+    """README reproduces a record with `cp metrics/<record>/params.yaml params.yaml && dvc repro`: its file
+    must be accepted, with every key params.yaml has (new keys go into the records with their defaults)."""
+    params = load_params(ROOT / "metrics" / record / "params.yaml")
+    assert _keys(params) == _keys(load_params(ROOT / "params.yaml"))
