@@ -47,9 +47,15 @@ class SentimentLSTM(tlx.nn.Module):
         self.classify = tlx.nn.Linear(in_features=hidden_size, out_features=2)
 
     def forward(self, ids):
+        return self.read(self.embed(ids), ids)
+
+    def embed(self, ids):
+        """The words' vectors as the LSTM reads them (adversarial training pushes these: training.py)."""
         embedded = self.embedding(ids)
-        if self.embedding_dropout:
-            embedded = self.embedding_dropout(embedded)
+        return self.embedding_dropout(embedded) if self.embedding_dropout else embedded
+
+    def read(self, embedded, ids):
+        """The logits from embed()'s vectors; `ids` says where the padding is."""
         states, _ = self.lstm(embedded)
         features = self.pool(states, ids)
         if self.dropout:

@@ -22,17 +22,48 @@ def start_from_vectors(net, vectors):
 
 
 class CountingLoss:
-    """Softmax cross-entropy that also counts the batch's correct predictions, so train accuracy
-    comes from the same forward pass as the gradient step."""
+    """Softmax cross-entropy that also counts the batch's correct predictions and keeps the batch's loss,
+    so train accuracy and loss come from the same forward pass as the gradient step (on the reviews as
+    they are: an adversarial step's extra loss is not in them)."""
 
     def __init__(self, tlx):
         self.tlx = tlx
         self.correct = 0
+        self.last_loss = None
 
     def __call__(self, logits, labels):
         predicted = self.tlx.convert_to_numpy(self.tlx.argmax(logits, axis=1))
         self.correct += int((predicted == self.tlx.convert_to_numpy(labels)).sum())
-        return self.tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
+        loss = self.tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
+        self.last_loss = float(self.tlx.convert_to_numpy(loss))
+        return loss
+
+
+class AdversarialLoss:
+    """Adversarial training on the word vectors (Miyato, Dai & Goodfellow 2017): the batch's loss plus its
+    loss once every review's vectors are pushed the way that raises that loss fastest. The push of a
+    review has `epsilon` times the L2 norm of its vectors (all its words together), so growing the
+    embedding cannot shrink it; a model that must keep its answer under it leans on more than a few words."""
+
+    def __init__(self, tlx, net, loss_fn, epsilon):
+        self.tlx, self.net, self.loss_fn, self.epsilon = tlx, net, loss_fn, epsilon
+
+    def __call__(self, ids, labels):
+        calls = iter([self.loss_fn, self.tlx.losses.softmax_cross_entropy_with_logits])  # counted once: the clean call
+
+        def loss_at(vectors):
+            return next(calls)(self.net.read(vectors, ids), labels)
+
+        return backend.adversarial_objective(loss_at, self.net.embed(ids), self.push)
+
+    def push(self, gradient, vectors):
+        """Each review's push: along the loss's gradient, `epsilon` times the norm of its vectors."""
+        return self.epsilon * _review_norms(self.tlx, vectors) * gradient / (_review_norms(self.tlx, gradient) + 1e-12)
+
+
+def _review_norms(tlx, x):
+    """The L2 norm of each review's (words, features) block of x, shaped (reviews, 1, 1)."""
+    return tlx.sqrt(tlx.reduce_sum(tlx.reduce_sum(x * x, axis=2, keepdims=True), axis=1, keepdims=True))
 
 
 def batch_order(review_lengths, batch_size, rng, by_length):
@@ -55,7 +86,8 @@ def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
     for batch in batches:
         check_interrupted()
         rows = trim_padding(ids[batch]) if trim else ids[batch]
-        loss = float(step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch])))
+        step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch]))
+        loss = loss_fn.last_loss
         if not math.isfinite(loss):
             raise PipelineError(f"the training loss became {loss}: lower `lr` in params.yaml")
         total_loss, seen = total_loss + loss * len(batch), seen + len(batch)
@@ -64,13 +96,14 @@ def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
     return total_loss / seen, loss_fn.correct / seen
 
 
-def make_step(tlx, net, loss_fn, weights, lr, frozen=()):
-    """An Adam step over `weights`; the weights of the `frozen` layers are left out and get no gradient."""
+def make_step(tlx, net, loss_fn, weights, lr, frozen=(), adversarial=0.0):
+    """An Adam step over `weights`; the weights of the `frozen` layers are left out and get no gradient.
+    With `adversarial` > 0 it descends AdversarialLoss with that epsilon."""
     kept = {id(w) for layer in frozen for w in layer.all_weights}
     for weight in weights:
         backend.set_trainable(weight, id(weight) not in kept)
-    return tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss_fn), tlx.optimizers.Adam(lr=lr),
-                                  [w for w in weights if id(w) not in kept])
+    with_loss = AdversarialLoss(tlx, net, loss_fn, adversarial) if adversarial else tlx.model.WithLoss(net, loss_fn)
+    return tlx.model.TrainOneStep(with_loss, tlx.optimizers.Adam(lr=lr), [w for w in weights if id(w) not in kept])
 
 
 MIN_HELD_OUT = 100  # reviews on either side of the validation split: fewer make early stopping noise

@@ -87,7 +87,8 @@ def main():
             if epoch == first_epoch or epoch == frozen_epochs + 1:
                 lr = fine_tune_lr if warm_layers and not frozen else params["lr"]
                 step = make_step(tlx, net, loss_fn, trainable, lr,
-                                 [getattr(net, layer) for layer in warm_layers] if frozen else ())
+                                 [getattr(net, layer) for layer in warm_layers] if frozen else (),
+                                 params["adversarial"])
                 if saved and epoch == first_epoch:
                     backend.restore_optimizer(step, dict(zip(state["optimizer"], arrays["optimizer"])))
             desc = f"epoch {epoch}/{params['epochs']}" + (f" ({' and '.join(warm_layers)} frozen)" if frozen else "")

@@ -10,6 +10,10 @@ Each module defines:
   has_gpu(), use_device(gpu)  where new tensors live
   deterministic()             ask for run-to-run deterministic kernels (after tlx.set_seed)
   set_trainable(weight, on), no_grad()
+  adversarial_objective(loss_at, x, push)
+                              what a training step descends to descend loss_at(x) + loss_at(x + push(g, x)),
+                              g being loss_at's gradient at x and push given constants (training.py's
+                              AdversarialLoss; None where it cannot be done)
   optimizer_state(optimizer), load_optimizer_state(tlx, optimizer, weights, state)
                               a tlx optimizer's Adam state as {name: array} ({} before its first step)
   rng_state(), set_rng_state(arrays)   the generator dropout draws from, as arrays (None: cannot be saved)
@@ -21,8 +25,8 @@ from imdb_lstm.errors import PipelineError, quote
 
 NAMES = ("torch", "paddle", "tensorflow", "mindspore")
 INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "before_import", "after_import", "pin_threads", "has_gpu",
-             "use_device", "deterministic", "set_trainable", "no_grad", "optimizer_state", "load_optimizer_state",
-             "rng_state", "set_rng_state")
+             "use_device", "deterministic", "set_trainable", "no_grad", "adversarial_objective",
+             "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
 
 
 def get(name):

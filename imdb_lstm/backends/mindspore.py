@@ -76,6 +76,11 @@ def no_grad():
     return contextlib.nullcontext()  # PyNative records a graph only inside value_and_grad
 
 
+# Adversarial training takes a gradient inside the step's own; tlx's mindspore step differentiates the
+# whole loss function with GradOperation, which does not nest so: params.py refuses `adversarial` here.
+adversarial_objective = None
+
+
 def _adam_state(optimizer):
     """MindSpore's Adam inside a tlx optimizer (tlx creates it in its first step) lists the weights it
     trains among its own parameters; the rest, in a fixed order, is its state (moments, step, powers)."""

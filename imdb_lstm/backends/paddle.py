@@ -68,6 +68,19 @@ def no_grad():
     return _paddle().no_grad()
 
 
+def adversarial_objective(loss_at, x, push):
+    if x.stop_gradient:  # a frozen embedding's output records no gradient: a copy that does stands in for it
+        x = x.detach()
+        x.stop_gradient = False
+    x.retain_grads()
+    # paddle.grad cannot take x's gradient alone (an LSTM's backward then fails: "Required tensor shall not
+    # be nullptr"), so a whole backward pass takes it, and leaves the loss's gradients in the weights. tlx's
+    # paddle step adds its backward's to those (it clears them after its update, not before): it is handed
+    # the pushed loss alone, and the sum is the objective's gradient, in two backward passes, not three.
+    loss_at(x).backward(retain_graph=True)  # the step's backward goes through the embedding again
+    return loss_at(x + push(x.grad.detach(), x.detach()))
+
+
 def _adam_state(optimizer):
     """paddle's Adam state as {"position/accumulator": tensor}, keyed by each weight's place in the step's
     list, as torch's is: paddle's own keys are weight names, which count up per process (embedding_1, ...),
