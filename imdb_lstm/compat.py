@@ -190,6 +190,34 @@ def _pack_rnn_weights_eagerly(tlx):
     rnnbase._cudnn_impl = paddle.nn.layer.rnn.RNNBase._cudnn_impl
 
 
+def _let_gradients_through_frozen_rnns(tlx):
+    """An adversarial step through a frozen LSTM (lm.use's first epochs) fails in its backward with
+    "Required tensor shall not be nullptr" (RnnGradNode): paddle 3's rnn backward cannot give its input a
+    gradient without giving every weight one. Where the input needs a gradient, a frozen weight enters
+    as a view of itself that takes one, which nothing reads: the weight itself stays as it was."""
+    rnnbase = tlx.ops.rnnbase
+    cudnn_impl = rnnbase._cudnn_impl
+
+    def takes_gradient(weight):
+        if not weight.stop_gradient:
+            return weight
+        view = weight.detach()
+        view.stop_gradient = False
+        return view
+
+    def _cudnn_impl(self, inputs, initial_states, sequence_length):
+        weights = self._all_weights
+        if inputs.stop_gradient or not any(w.stop_gradient for w in weights):
+            return cudnn_impl(self, inputs, initial_states, sequence_length)
+        self._all_weights = [takes_gradient(w) for w in weights]
+        try:
+            return cudnn_impl(self, inputs, initial_states, sequence_length)
+        finally:
+            self._all_weights = weights
+
+    rnnbase._cudnn_impl = _cudnn_impl
+
+
 def _make_rnn_zero_states(tlx):
     """Calling a tlx LSTM without initial states fails: tlx builds the zeros with
     `paddle.fluid.layers.fill_constant_batch_size_like`, removed in paddle 2.6."""

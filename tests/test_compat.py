@@ -98,6 +98,20 @@ FIXES.update({
     ),
     "_pack_rnn_weights_eagerly": ("paddle", LSTM_EQUALS_PADDLE_LSTM, "coalesce_tensor"),
     "_make_rnn_zero_states": ("paddle", LSTM_EQUALS_PADDLE_LSTM, "fill_constant_batch_size_like"),
+    "_let_gradients_through_frozen_rnns": (  # what adversarial training asks of a frozen LSTM
+        "paddle",
+        "lstm = tlx.nn.LSTM(3, 4, batch_first=True)\n"
+        "kept = [tlx.convert_to_numpy(w).copy() for w in lstm.all_weights]\n"
+        "for w in lstm.all_weights:\n"
+        "    w.stop_gradient = True\n"
+        "x = tlx.convert_to_tensor(np.ones((2, 5, 3), np.float32))\n"
+        "x.stop_gradient = False\n"
+        "lstm(x)[0].sum().backward()\n"
+        "assert float(abs(x.grad).sum()) > 0\n"
+        "assert all(w.grad is None for w in lstm.all_weights)\n"
+        "assert all((tlx.convert_to_numpy(w) == k).all() for w, k in zip(lstm.all_weights, kept))",
+        "Required tensor shall not be nullptr",
+    ),
     "_draw_he_xavier_eagerly": ("paddle", HE_XAVIER, "gaussian_random"),
     "_skip_zero_weight_decay": (  # the harm: a decay by 0 computed for every weight at every step
         "paddle",

@@ -510,7 +510,11 @@ def test_the_counting_loss_is_cross_entropy_and_counts_correct_predictions(tlx):
     assert loss_fn.correct == 4, "it adds up until train_epoch resets it"
 
 
-def test_frozen_layers_stay_and_the_rest_trains(model, tlx):
+ADVERSARIAL = (0.0, 0.1) if NAME != "mindspore" else (0.0,)  # params.py refuses it on mindspore
+
+
+@pytest.mark.parametrize("adversarial", ADVERSARIAL)
+def test_frozen_layers_stay_and_the_rest_trains(model, tlx, adversarial):
     from imdb_lstm.training import CountingLoss, make_step
     rng = np.random.default_rng(0)
     ids, labels = tlx.convert_to_tensor(rng.integers(1, 30, (8, 5))), tlx.convert_to_tensor(rng.integers(0, 2, 8))
@@ -520,7 +524,7 @@ def test_frozen_layers_stay_and_the_rest_trains(model, tlx):
         embedding, lstm = len(net.embedding.all_weights), len(net.lstm.all_weights)
         before = weights_of(tlx, net)
         step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1,
-                         frozen=[getattr(net, name) for name in frozen])
+                         frozen=[getattr(net, name) for name in frozen], adversarial=adversarial)
         net.set_train()
         step(ids, labels)
         after = weights_of(tlx, net)
@@ -542,11 +546,13 @@ class Progress:
         self.postfix = values
 
 
-def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx):
+@pytest.mark.parametrize("adversarial", ADVERSARIAL)
+def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx, adversarial):
+    """On the reviews as they are: an adversarial step's pushed loss is not in the figures."""
     from imdb_lstm.training import CountingLoss, make_step, train_epoch
     net = model.SentimentLSTM(30, 4, 3)
     loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0)  # weights stay
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0, adversarial=adversarial)  # weights stay
     net.set_train()
     rng = np.random.default_rng(0)
     ids, labels = rng.integers(0, 30, (10, 6)), rng.integers(0, 2, 10)
@@ -559,6 +565,66 @@ def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx):
     assert loss == pytest.approx(losses.mean(), rel=1e-5), "each batch's mean loss weighted by its size"
     assert accuracy == (logits.argmax(1) == labels).mean()
     assert progress.seen == [4, 6] and progress.postfix == {"loss": f"{loss:.4f}"}
+
+
+def test_an_adversarial_step_descends_the_loss_plus_the_pushed_loss(model, tlx):
+    """Adam's first moments after one step are 0.1 x the gradient, its second 0.001 x its square: a push
+    of almost nothing makes the pushed loss's gradient the loss's, so the adversarial step's gradient is
+    twice a plain step's from the same weights (a loss counted twice, or not at all, gives 3 or 1 times)."""
+    if NAME == "mindspore":
+        pytest.skip("params.py refuses adversarial training on mindspore")
+    from imdb_lstm.training import CountingLoss, make_step
+    rng = np.random.default_rng(0)
+    ids, labels = tlx.convert_to_tensor(rng.integers(1, 30, (8, 5))), tlx.convert_to_tensor(rng.integers(0, 2, 8))
+    states = []
+    for adversarial in (0.0, 1e-6):
+        net = model.SentimentLSTM(30, 4, 8, pooling="masked_mean_max")
+        spread_weights(tlx, net)
+        step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1, adversarial=adversarial)
+        net.set_train()
+        step(ids, labels)
+        states.append(list(backend.optimizer_state(step).values()))
+    ratios = []
+    for plain, pushed in zip(*states):
+        ratio = next((r for r in (1, 2, 4) if np.allclose(pushed, r * plain, rtol=1e-3, atol=1e-9)), None)
+        assert ratio is not None, (plain, pushed)
+        ratios.append(ratio)
+    assert {2, 4} <= set(ratios), "some moment doubled and some quadrupled"
+
+
+def test_the_adversarial_push_has_its_size_and_raises_the_loss_more_than_a_random_one(model, tlx):
+    if NAME == "mindspore":
+        pytest.skip("params.py refuses adversarial training on mindspore")
+    from imdb_lstm.training import CountingLoss, make_step
+    rng = np.random.default_rng(1)
+    ids, labels = rng.integers(1, 30, (6, 7)), rng.integers(0, 2, 6)
+    ids[0, :3] = 0  # padding: it is read, and pushed, as in training without trim_padding
+    net = model.SentimentLSTM(30, 4, 8, pooling="masked_mean_max")
+    spread_weights(tlx, net)
+    step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.0, adversarial=0.05)
+    adversarial_loss = step.net_with_train.net_with_loss
+    pushes = []
+    push = adversarial_loss.push
+    adversarial_loss.push = lambda gradient, vectors: pushes.append(push(gradient, vectors)) or pushes[-1]
+    net.set_train()
+    step(tlx.convert_to_tensor(ids), tlx.convert_to_tensor(labels))
+    vectors = tlx.convert_to_numpy(net.embed(tlx.convert_to_tensor(ids)))
+    pushed = tlx.convert_to_numpy(pushes[0])
+    assert pushed.shape == vectors.shape
+    norms = np.sqrt((pushed.astype(np.float64) ** 2).sum((1, 2)))
+    assert norms == pytest.approx(0.05 * np.sqrt((vectors.astype(np.float64) ** 2).sum((1, 2))), rel=1e-4)
+
+    def review_losses(vectors):
+        logits = tlx.convert_to_numpy(net.read(tlx.convert_to_tensor(vectors.astype(np.float32)),
+                                               tlx.convert_to_tensor(ids))).astype(np.float64)
+        shifted = logits - logits.max(1, keepdims=True)
+        return np.log(np.exp(shifted).sum(1)) - shifted[range(len(ids)), labels]
+
+    clean = review_losses(vectors)
+    noise = rng.normal(size=vectors.shape)
+    noise *= (norms / np.sqrt((noise ** 2).sum((1, 2))))[:, None, None]
+    assert (review_losses(vectors + pushed) > review_losses(vectors + noise)).all()
+    assert (review_losses(vectors + pushed) > clean).all()
 
 
 def test_a_loss_that_is_not_a_number_stops_training_with_the_fix(model, tlx):

@@ -38,6 +38,7 @@ def after_import(tlx):
     compat._set_train_recursively(tlx)
     compat._remove_fluid_standin()
     compat._pack_rnn_weights_eagerly(tlx)
+    compat._let_gradients_through_frozen_rnns(tlx)  # after the above, which sets the method it wraps
     compat._make_rnn_zero_states(tlx)
     compat._draw_he_xavier_eagerly(tlx)
     compat._skip_zero_weight_decay(tlx)
