@@ -567,29 +567,56 @@ def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx, adversarial):
     assert progress.seen == [4, 6] and progress.postfix == {"loss": f"{loss:.4f}"}
 
 
-def test_an_adversarial_step_descends_the_loss_plus_the_pushed_loss(model, tlx):
-    """Adam's first moments after one step are 0.1 x the gradient, its second 0.001 x its square: a push
-    of almost nothing makes the pushed loss's gradient the loss's, so the adversarial step's gradient is
-    twice a plain step's from the same weights (a loss counted twice, or not at all, gives 3 or 1 times)."""
+def record_pushes(tlx, adversarial_loss):
+    """Keep each (gradient, push) that `adversarial_loss` makes, as arrays."""
+    made, push = [], adversarial_loss.push
+
+    def recorded(gradient, vectors):
+        made.append((tlx.convert_to_numpy(gradient), tlx.convert_to_numpy(push(gradient, vectors))))
+        return push(gradient, vectors)
+
+    adversarial_loss.push = recorded
+    return made
+
+
+def test_an_adversarial_step_descends_the_loss_plus_the_loss_at_the_pushed_vectors(model, tlx):
+    """With plain gradient descent at rate 1 a step moves each weight by minus its gradient: the adversarial
+    step's move must be the sum of a plain step's and of a step on the loss at the pushed vectors (the push
+    taken as a constant, as it is in the step). A push subtracted, or a loss counted twice or not at all,
+    moves the weights elsewhere."""
     if NAME == "mindspore":
         pytest.skip("params.py refuses adversarial training on mindspore")
-    from imdb_lstm.training import CountingLoss, make_step
+    from imdb_lstm.training import AdversarialLoss, CountingLoss
     rng = np.random.default_rng(0)
     ids, labels = tlx.convert_to_tensor(rng.integers(1, 30, (8, 5))), tlx.convert_to_tensor(rng.integers(0, 2, 8))
-    states = []
-    for adversarial in (0.0, 1e-6):
-        net = model.SentimentLSTM(30, 4, 8, pooling="masked_mean_max")
-        spread_weights(tlx, net)
-        step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1, adversarial=adversarial)
+
+    def move(net_with_loss):
+        net = net_with_loss.net
+        before = weights_of(tlx, net)
+        step = tlx.model.TrainOneStep(net_with_loss, tlx.optimizers.SGD(lr=1.0), list(net.trainable_weights))
         net.set_train()
         step(ids, labels)
-        states.append(list(backend.optimizer_state(step).values()))
-    ratios = []
-    for plain, pushed in zip(*states):
-        ratio = next((r for r in (1, 2, 4) if np.allclose(pushed, r * plain, rtol=1e-3, atol=1e-9)), None)
-        assert ratio is not None, (plain, pushed)
-        ratios.append(ratio)
-    assert {2, 4} <= set(ratios), "some moment doubled and some quadrupled"
+        return [after - old for after, old in zip(weights_of(tlx, net), before)]
+
+    class Plain:
+        def __init__(self, push=None):
+            self.net = model.SentimentLSTM(30, 4, 8, pooling="masked_mean_max")
+            spread_weights(tlx, self.net)  # the same start for every net
+            self.push = push
+
+        def __call__(self, ids, labels):
+            vectors = self.net.embed(ids)
+            if self.push is not None:
+                vectors = vectors + tlx.convert_to_tensor(self.push)
+            return tlx.losses.softmax_cross_entropy_with_logits(self.net.read(vectors, ids), labels)
+
+    adversarial = AdversarialLoss(tlx, Plain().net, CountingLoss(tlx), 0.5)
+    made = record_pushes(tlx, adversarial)
+    moved = move(adversarial)
+    expected = [a + b for a, b in zip(move(Plain()), move(Plain(made[0][1])))]
+    for got, want in zip(moved, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(move(Plain()), expected)) > 1e-3, "the push moved the weights"
 
 
 def test_the_adversarial_push_has_its_size_and_raises_the_loss_more_than_a_random_one(model, tlx):
@@ -602,17 +629,17 @@ def test_the_adversarial_push_has_its_size_and_raises_the_loss_more_than_a_rando
     net = model.SentimentLSTM(30, 4, 8, pooling="masked_mean_max")
     spread_weights(tlx, net)
     step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.0, adversarial=0.05)
-    adversarial_loss = step.net_with_train.net_with_loss
-    pushes = []
-    push = adversarial_loss.push
-    adversarial_loss.push = lambda gradient, vectors: pushes.append(push(gradient, vectors)) or pushes[-1]
+    made = record_pushes(tlx, step.net_with_train.net_with_loss)
     net.set_train()
     step(tlx.convert_to_tensor(ids), tlx.convert_to_tensor(labels))
     vectors = tlx.convert_to_numpy(net.embed(tlx.convert_to_tensor(ids)))
-    pushed = tlx.convert_to_numpy(pushes[0])
+    gradient, pushed = made[0]
     assert pushed.shape == vectors.shape
     norms = np.sqrt((pushed.astype(np.float64) ** 2).sum((1, 2)))
     assert norms == pytest.approx(0.05 * np.sqrt((vectors.astype(np.float64) ** 2).sum((1, 2))), rel=1e-4)
+    # along each review's whole gradient (not each word's): one factor a review
+    factors = (pushed * gradient).sum((1, 2)) / (gradient * gradient).sum((1, 2))
+    np.testing.assert_allclose(pushed, factors[:, None, None] * gradient, rtol=1e-4, atol=1e-7)
 
     def review_losses(vectors):
         logits = tlx.convert_to_numpy(net.read(tlx.convert_to_tensor(vectors.astype(np.float32)),
