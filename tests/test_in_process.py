@@ -567,6 +567,30 @@ def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx, adversarial):
     assert progress.seen == [4, 6] and progress.postfix == {"loss": f"{loss:.4f}"}
 
 
+def test_a_step_is_adversarial_only_when_asked(model, tlx):
+    from imdb_lstm.training import AdversarialLoss, CountingLoss, make_step
+    rng = np.random.default_rng(2)
+    ids, labels = tlx.convert_to_tensor(rng.integers(1, 30, (8, 5))), tlx.convert_to_tensor(rng.integers(0, 2, 8))
+    moved = []
+    for plain in (True, False):
+        net = model.SentimentLSTM(30, 4, 8)
+        spread_weights(tlx, net)
+        if plain:
+            step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, CountingLoss(tlx)), tlx.optimizers.Adam(lr=0.1),
+                                          list(net.trainable_weights))
+        else:
+            step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1)
+        net.set_train()
+        step(ids, labels)
+        moved.append(weights_of(tlx, net))
+    for a, b in zip(*moved):
+        np.testing.assert_array_equal(a, b)
+    if NAME != "mindspore":
+        step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.1, adversarial=0.25)
+        assert isinstance(step.net_with_train.net_with_loss, AdversarialLoss)
+        assert step.net_with_train.net_with_loss.epsilon == 0.25
+
+
 def record_pushes(tlx, adversarial_loss):
     """Keep each (gradient, push) that `adversarial_loss` makes, as arrays."""
     made, push = [], adversarial_loss.push
