@@ -100,13 +100,19 @@ FIXES.update({
     "_make_rnn_zero_states": ("paddle", LSTM_EQUALS_PADDLE_LSTM, "fill_constant_batch_size_like"),
     "_let_gradients_through_frozen_rnns": (  # what adversarial training asks of a frozen LSTM
         "paddle",
+        "import paddle\n"
         "lstm = tlx.nn.LSTM(3, 4, batch_first=True)\n"
+        "x = tlx.convert_to_tensor(np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32))\n"
+        "states = (paddle.full([1, 2, 4], 0.5), paddle.full([1, 2, 4], -0.5))\n"
+        "trained = lstm(x, states)[0].numpy()\n"
         "kept = [tlx.convert_to_numpy(w).copy() for w in lstm.all_weights]\n"
         "for w in lstm.all_weights:\n"
         "    w.stop_gradient = True\n"
-        "x = tlx.convert_to_tensor(np.ones((2, 5, 3), np.float32))\n"
+        "assert lstm(x)[0].stop_gradient, 'nothing needs a gradient: no graph'\n"
         "x.stop_gradient = False\n"
-        "lstm(x)[0].sum().backward()\n"
+        "out = lstm(x, states)[0]\n"
+        "np.testing.assert_array_equal(out.numpy(), trained)\n"
+        "out.sum().backward()\n"
         "assert float(abs(x.grad).sum()) > 0\n"
         "assert all(w.grad is None for w in lstm.all_weights)\n"
         "assert all((tlx.convert_to_numpy(w) == k).all() for w, k in zip(lstm.all_weights, kept))",
