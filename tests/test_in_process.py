@@ -77,7 +77,6 @@ def test_loading_pins_the_kernels_and_applies_every_fix(tlx):
     """First in this file: the test in which backend.load runs, so a mutation tool maps the load's code
     (pins, the backend's compat.py fixes) to this test, which runs what each fix makes work: the code
     that tests/test_compat.py shows failing without it, and for torch a closer look."""
-    from imdb_lstm import backends
     assert {name: PINNED.get(name) for name in PINS[NAME]} == PINS[NAME]
     assert backends.get(NAME).KERNELS == PINS[NAME] and PINNED["TL_BACKEND"] == NAME
     assert PINNED["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", "1000")
