@@ -94,10 +94,11 @@ def no_grad():
     return _entry.no_grad()
 
 
-def adversarial_objective(loss_at, x, push):
-    """What a training step's loss must be for it to descend loss_at(x) + loss_at(x + push(g, x)), where
-    g is the gradient of loss_at at x; push gets g and x as constants and returns a constant."""
-    return _entry.adversarial_objective(loss_at, x, push)
+def adversarial_objective(loss_at, pushed_loss_at, x, push):
+    """What a training step's loss must be for it to descend loss_at(x) + pushed_loss_at(x + push(g, x)),
+    where g is the gradient of loss_at at x; push gets g and x as constants and returns a constant. Each
+    function is called once."""
+    return _entry.adversarial_objective(loss_at, pushed_loss_at, x, push)
 
 
 def optimizer_state(step):

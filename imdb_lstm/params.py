@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from imdb_lstm.backends import NAMES
+from imdb_lstm.backends import NAMES, trains_adversarially
 from imdb_lstm.errors import PipelineError, quote
 
 MAX_BYTES = 1 << 16  # the project's params.yaml is about 2 KB
@@ -126,10 +126,11 @@ def check_rules(params, path):
         raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} with pretrain.use must be "
                             f"below 'data.vocab_size' ({data['vocab_size']}): raise the vocabulary or narrow the "
                             "embedding")
-    if params["adversarial"] and params["backend"] == "mindspore":
+    if params["adversarial"] and not trains_adversarially(params["backend"]):
+        able = [name for name in BACKENDS if trains_adversarially(name)]
         raise PipelineError(f"{path}: 'adversarial' training needs a gradient inside the training step's, which "
-                            "tlx's mindspore step cannot take: use backend torch, paddle or tensorflow, or set "
-                            "adversarial to 0")
+                            f"tlx's {params['backend']} step cannot take: use backend {', '.join(able[:-1])} or "
+                            f"{able[-1]}, or set adversarial to 0")
     lm = params["lm"]
     if lm["use"] and model["bidirectional"]:
         raise PipelineError(f"{path}: lm.use starts the LSTM from a language model, which reads one way: set "

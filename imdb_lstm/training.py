@@ -49,12 +49,13 @@ class AdversarialLoss:
         self.tlx, self.net, self.loss_fn, self.epsilon = tlx, net, loss_fn, epsilon
 
     def __call__(self, ids, labels):
-        calls = iter([self.loss_fn, self.tlx.losses.softmax_cross_entropy_with_logits])  # counted once: the clean call
+        def loss_at(vectors):  # the reviews as they are: loss_fn counts them
+            return self.loss_fn(self.net.read(vectors, ids), labels)
 
-        def loss_at(vectors):
-            return next(calls)(self.net.read(vectors, ids), labels)
+        def pushed_loss_at(vectors):
+            return self.tlx.losses.softmax_cross_entropy_with_logits(self.net.read(vectors, ids), labels)
 
-        return backend.adversarial_objective(loss_at, self.net.embed(ids), self.push)
+        return backend.adversarial_objective(loss_at, pushed_loss_at, self.net.embed(ids), self.push)
 
     def push(self, gradient, vectors):
         """Each review's push: along the loss's gradient, `epsilon` times the norm of its vectors."""

@@ -10,8 +10,8 @@ Each module defines:
   has_gpu(), use_device(gpu)  where new tensors live
   deterministic()             ask for run-to-run deterministic kernels (after tlx.set_seed)
   set_trainable(weight, on), no_grad()
-  adversarial_objective(loss_at, x, push)
-                              what a training step descends to descend loss_at(x) + loss_at(x + push(g, x)),
+  adversarial_objective(loss_at, pushed_loss_at, x, push)
+                              what a training step descends to descend loss_at(x) + pushed_loss_at(x + push(g, x)),
                               g being loss_at's gradient at x and push given constants (training.py's
                               AdversarialLoss; None where it cannot be done)
   optimizer_state(optimizer), load_optimizer_state(tlx, optimizer, weights, state)
@@ -37,6 +37,11 @@ def get(name):
     if not _installed(entry):
         raise PipelineError(f"backend {name} is not installed: pip install -r {entry.REQUIREMENTS}")
     return entry
+
+
+def trains_adversarially(name):
+    """Whether backend `name` has adversarial_objective (params.py checks this before any work)."""
+    return importlib.import_module(f"imdb_lstm.backends.{name}").adversarial_objective is not None
 
 
 def installed():

@@ -69,7 +69,7 @@ def no_grad():
     return _paddle().no_grad()
 
 
-def adversarial_objective(loss_at, x, push):
+def adversarial_objective(loss_at, pushed_loss_at, x, push):
     if x.stop_gradient:  # a frozen embedding's output records no gradient: a copy that does stands in for it
         x = x.detach()
         x.stop_gradient = False
@@ -79,7 +79,7 @@ def adversarial_objective(loss_at, x, push):
     # paddle step adds its backward's to those (it clears them after its update, not before): it is handed
     # the pushed loss alone, and the sum is the objective's gradient, in two backward passes, not three.
     loss_at(x).backward(retain_graph=True)  # the step's backward goes through the embedding again
-    return loss_at(x + push(x.grad.detach(), x.detach()))
+    return pushed_loss_at(x + push(x.grad.detach(), x.detach()))
 
 
 def _adam_state(optimizer):

@@ -60,12 +60,12 @@ def no_grad():
     return contextlib.nullcontext()  # TF records a graph only inside a GradientTape
 
 
-def adversarial_objective(loss_at, x, push):
+def adversarial_objective(loss_at, pushed_loss_at, x, push):
     with _tf().GradientTape() as tape:  # inside the step's own tape, which records this one's work too
         tape.watch(x)
         loss = loss_at(x)
     constant = _tf().stop_gradient
-    return loss + loss_at(x + push(constant(tape.gradient(loss, x)), constant(x)))
+    return loss + pushed_loss_at(x + push(constant(tape.gradient(loss, x)), constant(x)))
 
 
 def _keras_optimizer(optimizer):

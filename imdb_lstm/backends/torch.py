@@ -63,12 +63,12 @@ def no_grad():
     return _torch().no_grad()
 
 
-def adversarial_objective(loss_at, x, push):
+def adversarial_objective(loss_at, pushed_loss_at, x, push):
     # a frozen embedding's output records no gradient: a copy that does stands in for it
     x = x if x.requires_grad else x.detach().requires_grad_()
     loss = loss_at(x)
     (gradient,) = _torch().autograd.grad(loss, x, retain_graph=True)  # the step's backward still needs the graph
-    return loss + loss_at(x + push(gradient, x.detach()))
+    return loss + pushed_loss_at(x + push(gradient, x.detach()))
 
 
 def optimizer_state(optimizer):
