@@ -71,6 +71,11 @@ def pretraining_texts(path):
     return [text for _, _, text in sorted_reviews(path, include_unsup=True)["train"]]
 
 
+def unlabelled_texts(path):
+    """The 50,000 unlabelled review texts, in a fixed order: what virtual adversarial training reads."""
+    return [text for label, _, text in sorted_reviews(path, include_unsup=True)["train"] if label < 0]
+
+
 def labelled_splits(path):
     """{"train": (texts, labels), "test": (texts, labels)}: labels an int64 array (1 = positive), in
     sorted_reviews' order. A split without both classes is refused."""

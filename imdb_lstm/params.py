@@ -35,6 +35,7 @@ SCHEMA = {
     "validation": (float, lambda v: 0 <= v <= 0.5, "a fraction from 0 (off) to 0.5"),
     "patience": (int, *_int_range(1, 1000)),
     "adversarial": (float, lambda v: 0 <= v <= 1, "a fraction from 0 (off) to 1"),
+    "virtual_adversarial": (float, lambda v: 0 <= v <= 1, "a fraction from 0 (off) to 1"),
     "data": {
         "url": (str, lambda v: re.match(r"(https?|file)://", v), "an http(s):// or file:// URL"),
         "sha256": (str, lambda v: re.fullmatch(r"[0-9a-f]{64}", v), "64 lower-case hex digits"),
@@ -126,11 +127,12 @@ def check_rules(params, path):
         raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} with pretrain.use must be "
                             f"below 'data.vocab_size' ({data['vocab_size']}): raise the vocabulary or narrow the "
                             "embedding")
-    if params["adversarial"] and not trains_adversarially(params["backend"]):
-        able = [name for name in BACKENDS if trains_adversarially(name)]
-        raise PipelineError(f"{path}: 'adversarial' training needs a gradient inside the training step's, which "
-                            f"tlx's {params['backend']} step cannot take: use backend {', '.join(able[:-1])} or "
-                            f"{able[-1]}, or set adversarial to 0")
+    for key in ("adversarial", "virtual_adversarial"):
+        if params[key] and not trains_adversarially(params["backend"]):
+            able = [name for name in BACKENDS if trains_adversarially(name)]
+            raise PipelineError(f"{path}: '{key}' training needs a gradient inside the training step's, which "
+                                f"tlx's {params['backend']} step cannot take: use backend {', '.join(able[:-1])} "
+                                f"or {able[-1]}, or set {key} to 0")
     lm = params["lm"]
     if lm["use"] and model["bidirectional"]:
         raise PipelineError(f"{path}: lm.use starts the LSTM from a language model, which reads one way: set "

@@ -97,9 +97,9 @@ def pad_rows(ids, offsets, vocab_size, seq_len, truncate, pad):
     return rows
 
 
-def encode(texts, words, seq_len, truncate, pad):
+def encode(texts, words, seq_len, truncate, pad, processes=1):
     """An int64 array (len(texts), seq_len) of the texts' word ids, truncated and padded as asked."""
-    return pad_rows(*corpus_ids(texts, words), len(words), seq_len, truncate, pad)
+    return pad_rows(*corpus_ids(texts, words, processes), len(words), seq_len, truncate, pad)
 
 
 def save_corpus(path, ids, offsets, labels):

@@ -9,7 +9,7 @@ import numpy as np
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, check_interrupted
-from imdb_lstm.text import trim_padding
+from imdb_lstm.text import PAD, lengths, trim_padding
 
 
 def start_from_vectors(net, vectors):
@@ -59,7 +59,54 @@ class AdversarialLoss:
 
     def push(self, gradient, vectors):
         """Each review's push: along the loss's gradient, `epsilon` times the norm of its vectors."""
-        return self.epsilon * _review_norms(self.tlx, vectors) * gradient / (_review_norms(self.tlx, gradient) + 1e-12)
+        return _push_along(self.tlx, self.epsilon, gradient, vectors)
+
+
+class VirtualAdversarialLoss:
+    """Virtual adversarial training on unlabelled reviews (Miyato, Dai & Goodfellow 2017): the labelled
+    batch's loss (`labelled_loss`: plain or AdversarialLoss) plus, for a batch of unlabelled reviews, the KL
+    divergence of the model's answer on them pushed from its answer on them as they are. The push is the
+    way that changes the answer fastest (one power iteration from a random `direction`, a unit vector per
+    review), with `epsilon` times the norm of each review's vectors, as AdversarialLoss's; no label needed."""
+
+    def __init__(self, tlx, net, labelled_loss, epsilon):
+        self.tlx, self.net, self.labelled_loss, self.epsilon = tlx, net, labelled_loss, epsilon
+
+    def __call__(self, ids, labels, unlabelled, direction):
+        return self.labelled_loss(ids, labels) + self.virtual_loss(unlabelled, direction)
+
+    def virtual_loss(self, ids, direction):
+        tlx = self.tlx
+        with backend.no_grad():  # the model's own answer, through numpy: a constant on every backend
+            answer = _log_softmax(tlx.convert_to_numpy(self.net(ids)).astype(np.float64))
+        probabilities, answer = tlx.convert_to_tensor(np.exp(answer)), tlx.convert_to_tensor(answer)
+
+        def divergence_at(vectors):  # mean KL(answer || answer at vectors), in float64: the two differ little
+            logits = tlx.cast(self.net.read(vectors, ids), tlx.float64)
+            top = tlx.reduce_max(logits, axis=1, keepdims=True)
+            log_q = logits - top - tlx.log(tlx.reduce_sum(tlx.exp(logits - top), axis=1, keepdims=True))
+            return tlx.cast(tlx.reduce_mean(tlx.reduce_sum(probabilities * (answer - log_q), axis=1)), tlx.float32)
+
+        vectors = self.net.embed(ids)
+        # the power iteration's start: a step too small to change the answer much, along `direction`
+        start = vectors + FINITE_STEP * _review_norms(tlx, vectors) * direction
+        return backend.adversarial_objective(divergence_at, divergence_at, start, self.push)
+
+    def push(self, gradient, vectors):
+        return _push_along(self.tlx, self.epsilon, gradient, vectors)
+
+
+FINITE_STEP = 1e-3  # of each review's norm: where VirtualAdversarialLoss takes the divergence's gradient
+
+
+def _push_along(tlx, epsilon, gradient, vectors):
+    """Each review's push: along `gradient`, `epsilon` times the norm of the review's vectors."""
+    return epsilon * _review_norms(tlx, vectors) * gradient / (_review_norms(tlx, gradient) + 1e-12)
+
+
+def _log_softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _review_norms(tlx, x):
@@ -81,13 +128,29 @@ def batch_order(review_lengths, batch_size, rng, by_length):
     return [batches[i] for i in rng.permutation(len(batches))] if by_length else batches
 
 
-def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
-    """One pass over `batches` of the data; returns (mean loss, accuracy)."""
+def unlabelled_batches(ids, count, batch_size, rng, trim, width):
+    """`count` (rows, direction) pairs for VirtualAdversarialLoss: batches of the unlabelled `ids` in a
+    seeded order (trimmed, as batch_order and train_epoch do the labelled ones; the order starts again when
+    they run out), each with a random unit direction per review, (rows, words, width), zero on padding."""
+    review_lengths, made = lengths(ids), 0
+    while made < count:
+        for batch in batch_order(review_lengths, batch_size, rng, by_length=trim)[:count - made]:
+            rows = trim_padding(ids[batch]) if trim else ids[batch]
+            direction = rng.standard_normal((*rows.shape, width)).astype(np.float32) * (rows != PAD)[..., None]
+            norms = np.sqrt((direction.astype(np.float64) ** 2).sum(axis=(1, 2), keepdims=True))
+            yield rows, (direction / np.maximum(norms, 1e-12)).astype(np.float32)
+            made += 1
+
+
+def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress, unlabelled=None):
+    """One pass over `batches` of the data; returns (mean loss, accuracy). With `unlabelled` (an iterator
+    of unlabelled_batches' pairs, one per batch) each step also takes the next pair."""
     loss_fn.correct, total_loss, seen = 0, 0.0, 0
     for batch in batches:
         check_interrupted()
         rows = trim_padding(ids[batch]) if trim else ids[batch]
-        step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch]))
+        extra = [tlx.convert_to_tensor(array) for array in next(unlabelled)] if unlabelled else []
+        step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(labels[batch]), *extra)
         loss = loss_fn.last_loss
         if not math.isfinite(loss):
             raise PipelineError(f"the training loss became {loss}: lower `lr` in params.yaml")
@@ -97,13 +160,16 @@ def train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress):
     return total_loss / seen, loss_fn.correct / seen
 
 
-def make_step(tlx, net, loss_fn, weights, lr, frozen=(), adversarial=0.0):
+def make_step(tlx, net, loss_fn, weights, lr, frozen=(), adversarial=0.0, virtual_adversarial=0.0):
     """An Adam step over `weights`; the weights of the `frozen` layers are left out and get no gradient.
-    With `adversarial` > 0 it descends AdversarialLoss with that epsilon."""
+    With `adversarial` > 0 it descends AdversarialLoss with that epsilon; with `virtual_adversarial` > 0,
+    VirtualAdversarialLoss too (the step then takes an unlabelled batch and its directions after the labels)."""
     kept = {id(w) for layer in frozen for w in layer.all_weights}
     for weight in weights:
         backend.set_trainable(weight, id(weight) not in kept)
     with_loss = AdversarialLoss(tlx, net, loss_fn, adversarial) if adversarial else tlx.model.WithLoss(net, loss_fn)
+    if virtual_adversarial:
+        with_loss = VirtualAdversarialLoss(tlx, net, with_loss, virtual_adversarial)
     return tlx.model.TrainOneStep(with_loss, tlx.optimizers.Adam(lr=lr), [w for w in weights if id(w) not in kept])
 
 

@@ -11,6 +11,8 @@ With pretrain.use the embedding starts from the pretrained vectors and stays fro
 pretrain.frozen_epochs epochs; the epochs after those tune it too, at pretrain.fine_tune_lr.
 With lm.use the embedding and LSTM start from the language model's (stages/lm.py) and stay frozen
 for the first lm.frozen_epochs epochs, which train the layers above them; then all, at lm.fine_tune_lr.
+With virtual_adversarial > 0 it also reads the 50,000 unlabelled reviews of data/raw/aclImdb_v1.tar.gz
+(never the test split), one batch of them beside each labelled batch (imdb_lstm/training.py).
 """
 import contextlib
 import json
@@ -22,15 +24,18 @@ import numpy as np
 from dvclive import Live
 
 from imdb_lstm import backend
+from imdb_lstm.archive import unlabelled_texts
 from imdb_lstm.checkpoint import CHECKPOINT, fingerprint, load_checkpoint, remove_checkpoint, save_checkpoint
-from imdb_lstm.errors import run_stage
+from imdb_lstm.errors import PipelineError, run_stage
 from imdb_lstm.files import atomic_dir, sha256_file, write_json
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
-from imdb_lstm.text import lengths
-from imdb_lstm.training import CountingLoss, batch_order, hold_out, make_step, start_from_vectors, train_epoch
+from imdb_lstm.text import PROCESSES, encode, lengths
+from imdb_lstm.training import (CountingLoss, batch_order, hold_out, make_step, start_from_vectors, train_epoch,
+                                unlabelled_batches)
 
+ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 DATA = Path("data/prepared")
 MODEL = Path("data/model")
 PRETRAINED = Path("data/pretrained")
@@ -49,6 +54,7 @@ def main():
     from imdb_lstm.model import SentimentLSTM, predict_logits, save_model
 
     words = json.loads((DATA / "vocab.json").read_text())["words"]
+    unlabelled = read_unlabelled(words, params) if params["virtual_adversarial"] else None
     backend.seed(params["seed"])
     net = SentimentLSTM(len(words), **params["model"])
     trainable = list(net.trainable_weights)  # taken before any freezing: tlx caches this list
@@ -88,14 +94,18 @@ def main():
                 lr = fine_tune_lr if warm_layers and not frozen else params["lr"]
                 step = make_step(tlx, net, loss_fn, trainable, lr,
                                  [getattr(net, layer) for layer in warm_layers] if frozen else (),
-                                 params["adversarial"])
+                                 params["adversarial"], params["virtual_adversarial"])
                 if saved and epoch == first_epoch:
                     backend.restore_optimizer(step, dict(zip(state["optimizer"], arrays["optimizer"])))
             desc = f"epoch {epoch}/{params['epochs']}" + (f" ({' and '.join(warm_layers)} frozen)" if frozen else "")
             epoch_start = time.perf_counter()
             with bar(total=len(ids), desc=desc, unit=" reviews") as progress:
                 batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
-                loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress)
+                # the epoch's own generator: a resumed run draws what an uninterrupted one did
+                extra = unlabelled is not None and unlabelled_batches(
+                    unlabelled, len(batches), params["batch_size"], np.random.default_rng([params["seed"], 3, epoch]),
+                    trim, params["model"]["embedding_dim"])
+                loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress, extra)
                 progress.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}")
             log.append([epoch, round(loss, 6), round(accuracy, 6)])
             stop = False
@@ -133,6 +143,17 @@ def main():
     print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s; kept epoch "
           f"{kept[0]}: loss {kept[1]:.4f}, train accuracy {kept[2]:.4f}"
           + (f", validation accuracy {best['val_accuracy']:.4f}" if best else ""))
+
+
+def read_unlabelled(words, params):
+    """The unlabelled reviews as padded ids, encoded as prepare encodes the training split."""
+    data = params["data"]
+    ids = encode(unlabelled_texts(ARCHIVE), words[2:], data["seq_len"], data["truncate"], data["pad"], PROCESSES)
+    if not len(ids):
+        raise PipelineError(f"{ARCHIVE} has no unlabelled reviews (train/unsup/) for virtual adversarial training: "
+                            "set virtual_adversarial to 0, or use the official archive")
+    log_line(f"virtual adversarial training: {len(ids)} unlabelled reviews")
+    return ids
 
 
 def warm_start(params):
