@@ -45,7 +45,7 @@ def load(name, device="cpu", reproducible=True):
         import tensorlayerx as tlx
     entry.after_import(tlx)
     if reproducible:
-        entry.pin_threads()
+        entry.pin_after_import()
     tlx.logging.set_verbosity(tlx.logging.WARN)  # tlx logs every layer it builds; stages print summaries
     _use_device(name, entry, device)
     _loaded, _entry = tlx, entry

@@ -5,7 +5,7 @@ The math libraries under the backends (oneDNN, MKL, ATen, Eigen) choose kernels 
 and by their thread count; each choice sums in another order, so a training run drifts in the last
 bits from the first step on. `pin(variables)` runs before the backend is imported (the libraries read
 these variables once, when they load or first run) and overrides whatever the environment says;
-the backend's `pin_threads` runs right after the import. params.yaml's `reproducible: false` skips both: then the
+the backend's `pin_after_import` runs right after the import. params.yaml's `reproducible: false` skips both: then the
 backend's fastest kernels for this CPU run, and results differ by machine.
 Measurements: BENCHMARKS.md ("Reproducible kernels") and ../shared/notes/cpu-kernels.md.
 """
@@ -23,7 +23,7 @@ UNSET = ("DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "DNNL_DEFAULT_FPMATH_MOD
 def pin(variables):
     """Set a backend's kernel-picking variables (its KERNELS: each one was seen to change a training
     run's weights when set otherwise, BENCHMARKS.md, unless its comment says it is a guard); call before
-    the backend is imported. The thread count that changes results is fixed by its pin_threads()."""
+    the backend is imported. The thread count that changes results is fixed by its pin_after_import()."""
     _require_avx2()
     for name in UNSET:
         os.environ.pop(name, None)

@@ -88,8 +88,9 @@ class VirtualAdversarialLoss:
             return tlx.cast(tlx.reduce_mean(tlx.reduce_sum(probabilities * (answer - log_q), axis=1)), tlx.float32)
 
         vectors = self.net.embed(ids)
-        # the power iteration's start: a step too small to change the answer much, along `direction`
-        start = vectors + FINITE_STEP * _review_norms(tlx, vectors) * direction
+        # the power iteration's start: a step along `direction` too small to change the answer much (a constant)
+        norms = np.sqrt((tlx.convert_to_numpy(vectors).astype(np.float64) ** 2).sum(axis=(1, 2), keepdims=True))
+        start = vectors + tlx.convert_to_tensor((FINITE_STEP * norms * tlx.convert_to_numpy(direction)).astype(np.float32))
         return backend.adversarial_objective(divergence_at, divergence_at, start, self.push)
 
     def push(self, gradient, vectors):

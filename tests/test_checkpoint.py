@@ -6,8 +6,10 @@ from conftest import BACKENDS, require
 from project import kill_stage_after, make_repo, set_params
 
 # Held-out validation (early stopping's best weights in the checkpoint), dropout (the backend's RNG) and
-# adversarial training (a step of its own; not on mindspore, which params.py refuses it).
-RESUMABLE = {"epochs": 6, "validation": 0.5, "patience": 10, "adversarial": 0.05, "model": {"dropout": 0.3}}
+# adversarial and virtual adversarial training (steps of their own, the second drawing its unlabelled batches
+# from each epoch's generator; not on mindspore, which params.py refuses them).
+RESUMABLE = {"epochs": 6, "validation": 0.5, "patience": 10, "adversarial": 0.05, "virtual_adversarial": 0.05,
+             "model": {"dropout": 0.3}}
 OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
            "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/val_loss.tsv"]
 
@@ -27,7 +29,8 @@ def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp
     repo = make_repo(tmp_path, backend=backend)
     # tensorflow's dropout generator cannot be saved (next test): its run resumes without dropout
     set_params(repo.path / "params.yaml", {**RESUMABLE, "model": {"dropout": 0.0}} if backend == "tensorflow"
-               else {**RESUMABLE, "adversarial": 0.0} if backend == "mindspore" else RESUMABLE)
+               else {**RESUMABLE, "adversarial": 0.0, "virtual_adversarial": 0.0} if backend == "mindspore"
+               else RESUMABLE)
     repo.run("dvc", "repro", "prepare", "pretrain")
     kill_after_epoch(repo, 2)
     assert (repo.path / ".checkpoints/train/state.json").exists()

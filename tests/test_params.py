@@ -64,6 +64,7 @@ def test_the_committed_params_are_valid():
     ("patience", 0, "'patience' is 0; it must be an integer from 1 to 1000"),
     ("adversarial", 1.5, "'adversarial' is 1.5; it must be a fraction from 0 (off) to 1"),
     ("adversarial", -0.1, "'adversarial' is -0.1"),
+    ("virtual_adversarial", 2.0, "'virtual_adversarial' is 2.0; it must be a fraction from 0 (off) to 1"),
     ("pretrain.window", 0, "'pretrain.window' is 0; it must be an integer from 1 to 50"),
     ("pretrain.use", 1, "'pretrain.use' is 1; it must be true or false"),
     ("pretrain.frozen_epochs", -1, "'pretrain.frozen_epochs' is -1"),
@@ -133,6 +134,9 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
     ({"backend": "mindspore", "adversarial": 0.02}, "'adversarial' training needs a gradient inside the training "
      "step's, which tlx's mindspore step cannot take: use backend torch, paddle or tensorflow, or set adversarial "
      "to 0"),
+    ({"backend": "mindspore", "virtual_adversarial": 0.02}, "'virtual_adversarial' training needs a gradient "
+     "inside the training step's, which tlx's mindspore step cannot take: use backend torch, paddle or tensorflow, "
+     "or set virtual_adversarial to 0"),
     ({"lm.output_words": 30000, "lm.use": True}, "'lm.output_words' 30000 is more than the 20002 word ids of "
      "'data.vocab_size' 20000: lower it, or raise the vocabulary"),
 ])

@@ -19,7 +19,7 @@ from conftest import BACKENDS, ROOT, require
 from project import make_project, set_params
 
 GOLDEN = {
-    "torch": "49c1ba7ef35a70ec6678537b1b423e1e3550cda67db4a8904d21daf6d9796e55",
+    "torch": "97c1a6b46582dd7b3bf64305401a64186eafc7274fe139cbeec7f6faf1facce8",
     "paddle": "7cb549418b57a3dc8f7b773d17990b887a41f046a3dcda960ba1f39354d8082a",
     "tensorflow": "90ec74ab6ee23fcb434ab7b46eea5fca97c0e5bba9f00661a6df1d897084ea96",
     "mindspore": "b6442593e4fbc7d4d3c6cd81c63c1318a6715b228bf10bd7860b48ccf0549dd0",

@@ -162,6 +162,31 @@ def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
     assert same > across + 0.1, "words of one sentiment share contexts, so their vectors are closer"
 
 
+def test_virtual_adversarial_training_reads_the_unlabelled_reviews_only_and_changes_the_model(repo):
+    from imdb_lstm.archive import iter_reviews, unlabelled_texts
+
+    archive = repo.path.parent / "cache" / "aclImdb_v1.tar.gz"
+    reviews = list(iter_reviews(archive, include_unsup=True))
+    assert sorted(unlabelled_texts(archive)) == sorted(r.text for r in reviews if r.label == -1)
+    set_params(repo.path / "params.yaml", {"epochs": 1})
+    repo.run("dvc", "repro", "train")
+    plain = (repo.path / "data/model/weights.npz").read_bytes()
+    set_params(repo.path / "params.yaml", {"virtual_adversarial": 0.05})
+    result = repo.run("dvc", "repro", "train")
+    assert "virtual adversarial training: 20 unlabelled reviews" in result.stderr
+    assert (repo.path / "data/model/weights.npz").read_bytes() != plain
+
+
+def test_virtual_adversarial_training_refuses_an_archive_without_unlabelled_reviews(tmp_path):
+    repo = make_repo(tmp_path, n_unsup=0)
+    set_params(repo.path / "params.yaml", {"virtual_adversarial": 0.05})
+    result = repo.run("dvc", "repro", "train", check=False)
+    assert result.returncode != 0
+    assert "error: data/raw/aclImdb_v1.tar.gz has no unlabelled reviews (train/unsup/) for virtual adversarial " \
+           "training: set virtual_adversarial to 0, or use the official archive" in result.stderr
+    assert not (repo.path / "data/model").exists() and not (repo.path / "metrics/train.json").exists()
+
+
 def test_pretrain_refuses_an_embedding_wider_than_the_vocabulary(repo):
     # data.vocab_size 100 allows it, but the tiny archive has fewer than 64 distinct words
     set_params(repo.path / "params.yaml", {"model": {"embedding_dim": 64}, "data": {"vocab_size": 100},

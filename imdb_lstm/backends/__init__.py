@@ -6,7 +6,7 @@ in NAMES, and its fixes in imdb_lstm/compat.py.
 Each module defines:
   PACKAGE, REQUIREMENTS       the framework's import name; the file that installs it
   KERNELS                     environment variables that pin its CPU kernels (imdb_lstm/kernels.py)
-  before_import(), after_import(tlx), pin_threads()
+  before_import(), after_import(tlx), pin_after_import()
   has_gpu(), use_device(gpu)  where new tensors live
   deterministic()             ask for run-to-run deterministic kernels (after tlx.set_seed)
   set_trainable(weight, on), no_grad()
@@ -24,7 +24,7 @@ import importlib.util
 from imdb_lstm.errors import PipelineError, quote
 
 NAMES = ("torch", "paddle", "tensorflow", "mindspore")
-INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "before_import", "after_import", "pin_threads", "has_gpu",
+INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "before_import", "after_import", "pin_after_import", "has_gpu",
              "use_device", "deterministic", "set_trainable", "no_grad", "adversarial_objective",
              "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
 

@@ -44,7 +44,7 @@ def after_import(tlx):
     compat._seed_each_dropout_call(tlx)
 
 
-def pin_threads():
+def pin_after_import():
     """Nothing to pin: MindSpore's CPU kernels gave the same bits with 1, 2, 8 and 25 threads (its
     default), tests/test_reproducible.py."""
 

@@ -45,7 +45,7 @@ def after_import(tlx):
     compat._let_interrupts_out_of_filter_grads()
 
 
-def pin_threads():
+def pin_after_import():
     """The thread count is in KERNELS: paddle reads it at import."""
 
 

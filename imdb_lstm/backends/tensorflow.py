@@ -30,7 +30,7 @@ def after_import(tlx):
     compat._run_lstm_as_compiled_scans(tlx)
 
 
-def pin_threads():
+def pin_after_import():
     config = _tf().config.threading
     config.set_intra_op_parallelism_threads(THREADS)
     config.set_inter_op_parallelism_threads(1)
