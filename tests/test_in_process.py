@@ -705,12 +705,13 @@ def test_unlabelled_batches_are_trimmed_seeded_and_come_with_a_unit_direction_of
     assert sorted(seen) == sorted(ids[:, -1]), "the first pass holds every review once"
 
 
-def virtual_setup(model, tlx, seed=0):
-    ids, labels = np.random.default_rng(seed).integers(1, 30, (8, 5)), np.random.default_rng(seed).integers(0, 2, 8)
-    unlabelled = np.random.default_rng(seed + 1).integers(2, 30, (6, 7))
+def virtual_setup(tlx, seed=0):
+    """(ids, labels, unlabelled ids, their directions) as tensors: what a virtual adversarial step takes."""
+    from imdb_lstm.training import unlabelled_batches
+    rng = np.random.default_rng(seed)
+    ids, labels, unlabelled = rng.integers(1, 30, (8, 5)), rng.integers(0, 2, 8), rng.integers(2, 30, (6, 7))
     unlabelled[0, :2] = 0
-    (_, direction), = __import__("imdb_lstm.training", fromlist=["x"]).unlabelled_batches(
-        unlabelled, 1, 6, np.random.default_rng(seed), False, 4)
+    (_, direction), = unlabelled_batches(unlabelled, 1, 6, rng, False, 4)
     return [tlx.convert_to_tensor(a) for a in (ids, labels, unlabelled, direction)]
 
 
@@ -727,13 +728,13 @@ def divergences(tlx, net, unlabelled, vectors, answer_vectors):
 def test_a_virtual_adversarial_step_descends_the_labelled_loss_plus_the_divergences_at_its_two_points(model, tlx):
     """At SGD rate 1 the step's move must be a plain step's plus one on the mean KL divergence of the
     unlabelled reviews' answers at the power iteration's start and one at the pushed vectors (the model's
-    own answer, the start and the push taken as constants). The divergence subtracted, the answer left
-    inside the gradient, or the unlabelled term counted twice or not at all moves the weights elsewhere."""
+    own answer, the start and the push taken as constants). The divergence subtracted, taken from the pushed
+    answer instead of the model's own, or counted twice or not at all moves the weights elsewhere."""
     if NAME == "mindspore":  # params.py refuses it there (no skip: test_backends.py wants none on a backend)
         assert backends.get(NAME).adversarial_objective is None
         return
     from imdb_lstm.training import FINITE_STEP, CountingLoss, VirtualAdversarialLoss
-    ids, labels, unlabelled, direction = virtual_setup(model, tlx)
+    ids, labels, unlabelled, direction = virtual_setup(tlx)
 
     def new_net():
         net = model.SentimentLSTM(30, 4, 8, pooling="masked_mean_max")
@@ -783,7 +784,7 @@ def test_the_virtual_adversarial_push_has_its_size_and_changes_the_answer_more_t
         assert backends.get(NAME).adversarial_objective is None
         return
     from imdb_lstm.training import CountingLoss, make_step
-    ids, labels, unlabelled, direction = virtual_setup(model, tlx, seed=1)
+    ids, labels, unlabelled, direction = virtual_setup(tlx, seed=1)
     net = model.SentimentLSTM(30, 4, 8, pooling="masked_mean_max")
     spread_weights(tlx, net)
     step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), lr=0.0, virtual_adversarial=0.05)
