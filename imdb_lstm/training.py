@@ -9,6 +9,7 @@ import numpy as np
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, check_interrupted
+from imdb_lstm.metrics import log_softmax
 from imdb_lstm.text import PAD, lengths, trim_padding
 
 
@@ -78,7 +79,7 @@ class VirtualAdversarialLoss:
     def virtual_loss(self, ids, direction):
         tlx = self.tlx
         with backend.no_grad():  # the model's own answer, through numpy: a constant on every backend
-            answer = _log_softmax(tlx.convert_to_numpy(self.net(ids)).astype(np.float64))
+            answer = log_softmax(tlx.convert_to_numpy(self.net(ids)).astype(np.float64))
         probabilities, answer = tlx.convert_to_tensor(np.exp(answer)), tlx.convert_to_tensor(answer)
 
         def divergence_at(vectors):  # mean KL(answer || answer at vectors), in float64: the two differ little
@@ -103,11 +104,6 @@ FINITE_STEP = 1e-3  # of each review's norm: where VirtualAdversarialLoss takes 
 def _push_along(tlx, epsilon, gradient, vectors):
     """Each review's push: along `gradient`, `epsilon` times the norm of the review's vectors."""
     return epsilon * _review_norms(tlx, vectors) * gradient / (_review_norms(tlx, gradient) + 1e-12)
-
-
-def _log_softmax(logits):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _review_norms(tlx, x):

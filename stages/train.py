@@ -102,7 +102,7 @@ def main():
             with bar(total=len(ids), desc=desc, unit=" reviews") as progress:
                 batches = batch_order(review_lengths, params["batch_size"], rng, by_length=trim)
                 # the epoch's own generator: a resumed run draws what an uninterrupted one did
-                extra = unlabelled is not None and unlabelled_batches(
+                extra = None if unlabelled is None else unlabelled_batches(
                     unlabelled, len(batches), params["batch_size"], np.random.default_rng([params["seed"], 3, epoch]),
                     trim, params["model"]["embedding_dim"])
                 loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress, extra)
