@@ -42,6 +42,7 @@ def after_import(tlx):
     compat._make_rnn_zero_states(tlx)
     compat._draw_he_xavier_eagerly(tlx)
     compat._skip_zero_weight_decay(tlx)
+    compat._take_max_at_argmax(tlx)
     compat._let_interrupts_out_of_filter_grads()
 
 
