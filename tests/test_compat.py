@@ -134,6 +134,21 @@ FIXES.update({
         "assert not decays, f'a weight decay of 0 ran {len(decays)} times in 3 steps'",
         "a weight decay of 0 ran 6 times in 3 steps",
     ),
+    "_take_max_at_argmax": (  # the harm: paddle's max gradient, 17.9 s for one batch of LSTM states
+        "paddle",
+        "import paddle\n"
+        "x = paddle.to_tensor(np.random.default_rng(0).standard_normal((3, 5, 4)).astype('float32'),\n"
+        "                     stop_gradient=False)\n"
+        "for keepdims in (False, True):\n"
+        "    y = tlx.reduce_max(x, axis=1, keepdims=keepdims)\n"
+        "    np.testing.assert_array_equal(y.numpy(), x.numpy().max(axis=1, keepdims=keepdims))\n"
+        "    (y * paddle.arange(12, dtype='float32').reshape(y.shape)).sum().backward()\n"
+        "    at_max = x.numpy() == x.numpy().max(axis=1, keepdims=True)\n"
+        "    np.testing.assert_array_equal(x.grad.numpy(), at_max * np.arange(12).reshape(3, 1, 4))\n"
+        "    x.clear_gradient()\n"
+        "    assert y.grad_fn.name() != 'MaxGradNode', 'the gradient is paddle max gradient'\n",
+        "the gradient is paddle max gradient",
+    ),
     "_let_interrupts_out_of_filter_grads": (  # a signal's KeyboardInterrupt while the gradients unzip
         "paddle",
         "from tensorlayerx.optimizers.paddle_optimizers import filter_grads\n"
