@@ -58,9 +58,6 @@ class LogLines:
     def set_postfix(self, **values):
         self.postfix = ", ".join(f"{key}={value}" for key, value in values.items())
 
-    def close(self):
-        pass
-
 
 def log_line(text):
     """A line for logs, where no bar shows progress; on a terminal the bar already says it."""
