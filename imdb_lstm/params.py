@@ -36,6 +36,7 @@ SCHEMA = {
     "patience": (int, *_int_range(1, 1000)),
     "adversarial": (float, lambda v: 0 <= v <= 1, "a fraction from 0 (off) to 1"),
     "virtual_adversarial": (float, lambda v: 0 <= v <= 1, "a fraction from 0 (off) to 1"),
+    "weight_average": (float, lambda v: 0 <= v < 1, "a decay from 0 (off) up to (not including) 1"),
     "data": {
         "url": (str, lambda v: re.match(r"(https?|file)://", v), "an http(s):// or file:// URL"),
         "sha256": (str, lambda v: re.fullmatch(r"[0-9a-f]{64}", v), "64 lower-case hex digits"),

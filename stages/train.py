@@ -13,6 +13,8 @@ With lm.use the embedding and LSTM start from the language model's (stages/lm.py
 for the first lm.frozen_epochs epochs, which train the layers above them; then all, at lm.fine_tune_lr.
 With virtual_adversarial > 0 it also reads the 50,000 unlabelled reviews of data/raw/aclImdb_v1.tar.gz
 (never the test split), one batch of them beside each labelled batch (imdb_lstm/training.py).
+With weight_average > 0 it keeps a moving average of the weights (training.WeightAverage): validation
+scores the average, and the model saved is the average (of the kept epoch's end, with validation).
 """
 import contextlib
 import json
@@ -32,8 +34,8 @@ from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
 from imdb_lstm.text import PROCESSES, encode, lengths
-from imdb_lstm.training import (CountingLoss, batch_order, hold_out, make_step, start_from_vectors, train_epoch,
-                                unlabelled_batches)
+from imdb_lstm.training import (CountingLoss, WeightAverage, batch_order, hold_out, make_step, start_from_vectors,
+                                train_epoch, unlabelled_batches)
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 DATA = Path("data/prepared")
@@ -76,6 +78,7 @@ def main():
         log_line(f"no checkpoints: {params['backend']} cannot save dropout's random generator, so a stopped run "
                  "starts again from epoch 1")
     saved = load_checkpoint(made_for) if resumable else None
+    average = WeightAverage(tlx, net, params["weight_average"]) if params["weight_average"] else None
     if saved:
         state, arrays = saved
         tlx.files.assign_weights(arrays["weights"], net)
@@ -83,6 +86,8 @@ def main():
         rng.bit_generator.state = state["rng"]
         log, first_epoch = state["log"], state["epoch"] + 1
         best = state["best"] and {**state["best"], "weights": arrays["best_weights"]}
+        if average:
+            average = WeightAverage(tlx, net, params["weight_average"], state["average"], arrays["average"])
         log_line(f"resuming after epoch {state['epoch']}, from the checkpoint in {CHECKPOINT}")
     net.set_train()
     with epoch_log(EPOCHS) as live:
@@ -105,32 +110,39 @@ def main():
                 extra = None if unlabelled is None else unlabelled_batches(
                     unlabelled, len(batches), params["batch_size"], np.random.default_rng([params["seed"], 3, epoch]),
                     trim, params["model"]["embedding_dim"])
-                loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress, extra)
+                loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, trim, progress, extra, average)
                 progress.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}")
             log.append([epoch, round(loss, 6), round(accuracy, 6)])
-            stop = False
+            stop, own_val_loss = False, None
             if held_out is not None:
                 net.set_eval()
-                val_loss, val_accuracy = (round(v, 6) for v in loss_and_accuracy(predict_logits(net, held_out[0]),
-                                                                                  held_out[1]))
+                if average:  # the weights as trained, to compare: printed, not logged
+                    own_val_loss = loss_and_accuracy(predict_logits(net, held_out[0]), held_out[1])[0]
+                with average.in_place() if average else contextlib.nullcontext():
+                    val_loss, val_accuracy = (round(v, 6) for v in loss_and_accuracy(predict_logits(net, held_out[0]),
+                                                                                      held_out[1]))
+                    if best is None or val_loss < best["val_loss"]:
+                        weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
+                        best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy,
+                                "weights": weights}
                 net.set_train()
                 log[-1] += [val_loss, val_accuracy]
-                if best is None or val_loss < best["val_loss"]:
-                    weights = [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
-                    best = {"best_epoch": epoch, "val_loss": val_loss, "val_accuracy": val_accuracy, "weights": weights}
                 stop = epoch - best["best_epoch"] >= patience
             if resumable and not stop and epoch < params["epochs"]:
                 # after the last frozen epoch the next one starts a fresh optimizer: none to keep
-                keep_checkpoint(made_for, log, rng, best, None if epoch == frozen_epochs else step, net, tlx)
+                keep_checkpoint(made_for, log, rng, best, None if epoch == frozen_epochs else step, net, tlx, average)
             log_epoch(live, log[-1], held_out is not None)
             log_line(f"{desc}: loss {loss:.4f}, accuracy {accuracy:.4f}" + (
                 f", validation loss {log[-1][3]:.4f}" if held_out is not None else "")
+                + (f" (the weights as trained: {own_val_loss:.4f})" if own_val_loss is not None else "")
                 + f" in {time.perf_counter() - epoch_start:.0f} s")
             if stop:
                 break
     seconds = time.perf_counter() - start
     if best:
         tlx.files.assign_weights(best.pop("weights"), net)
+    elif average:
+        tlx.files.assign_weights(average.values, net)
 
     with atomic_dir(MODEL) as tmp:
         save_model(net, tmp, vocabulary=sha256_file(DATA / "vocab.json"))
@@ -166,14 +178,15 @@ def warm_start(params):
     return (), 0, params["lr"]
 
 
-def keep_checkpoint(made_for, log, rng, best, step, net, tlx):
+def keep_checkpoint(made_for, log, rng, best, step, net, tlx, average):
     """What the epoch after log[-1]'s needs, for a run that resumes after a kill."""
     optimizer = backend.optimizer_state(step) if step else {}
     save_checkpoint({"fingerprint": made_for, "epoch": log[-1][0], "log": log, "rng": rng.bit_generator.state,
-                     "optimizer": list(optimizer), "best": best and {k: v for k, v in best.items() if k != "weights"}},
+                     "optimizer": list(optimizer), "best": best and {k: v for k, v in best.items() if k != "weights"},
+                     "average": average.total if average else None},
                     {"weights": [tlx.convert_to_numpy(w) for w in net.all_weights],
                      "optimizer": list(optimizer.values()), "rng": backend.rng_state() or [],
-                     "best_weights": best["weights"] if best else []})
+                     "best_weights": best["weights"] if best else [], "average": average.values if average else []})
 
 
 @contextlib.contextmanager

@@ -5,11 +5,11 @@ import pytest
 from conftest import BACKENDS, require
 from project import kill_stage_after, make_repo, set_params
 
-# Held-out validation (early stopping's best weights in the checkpoint), dropout (the backend's RNG) and
+# Held-out validation (early stopping's best weights in the checkpoint), dropout (the backend's RNG),
 # adversarial and virtual adversarial training (steps of their own, the second drawing its unlabelled batches
-# from each epoch's generator; not on mindspore, which params.py refuses them).
+# from each epoch's generator; not on mindspore, which params.py refuses them) and the weights' average.
 RESUMABLE = {"epochs": 6, "validation": 0.5, "patience": 10, "adversarial": 0.05, "virtual_adversarial": 0.05,
-             "model": {"dropout": 0.3}}
+             "weight_average": 0.9, "model": {"dropout": 0.3}}
 OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
            "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/val_loss.tsv"]
 
