@@ -570,6 +570,39 @@ def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx, adversarial, vi
     assert progress.seen == [4, 6] and progress.postfix == {"loss": f"{loss:.4f}"}
 
 
+def test_the_weight_average_is_the_debiased_mean_of_the_weights_after_each_step(model, tlx):
+    """Each step's weights count `decay` times the next's; the weights before the first step not at all.
+    in_place puts the average into the net for its block only."""
+    from imdb_lstm.training import CountingLoss, WeightAverage, make_step, train_epoch
+    net = model.SentimentLSTM(30, 4, 3)
+    spread_weights(tlx, net)
+    loss_fn = CountingLoss(tlx)
+    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.1)
+    after = []
+
+    def recording_step(*batch):
+        step(*batch)
+        after.append(weights_of(tlx, net))
+
+    net.set_train()
+    rng = np.random.default_rng(0)
+    ids, labels = rng.integers(1, 30, (12, 5)), rng.integers(0, 2, 12)
+    decay = 0.5  # far from 1: a wrong weighting or a start that counts shows well above rounding
+    average = WeightAverage(tlx, net, decay)
+    train_epoch(recording_step, loss_fn, tlx, ids, labels, [np.arange(i, i + 4) for i in (0, 4, 8)], False,
+                Progress(), average=average)
+    factors = np.array([decay ** 2, decay, 1.0])
+    for i, value in enumerate(average.values):
+        steps = np.stack([weights[i].astype(np.float64) for weights in after])
+        expected = np.tensordot(factors, steps, axes=1) / factors.sum()
+        np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6)
+    own = weights_of(tlx, net)
+    assert any(not np.array_equal(a, b) for a, b in zip(own, average.values))
+    with average.in_place():
+        assert all(np.array_equal(a, b) for a, b in zip(weights_of(tlx, net), average.values))
+    assert all(np.array_equal(a, b) for a, b in zip(weights_of(tlx, net), own)), "the net's own weights are back"
+
+
 def test_a_step_is_adversarial_only_when_asked(model, tlx):
     from imdb_lstm.training import AdversarialLoss, CountingLoss, make_step
     rng = np.random.default_rng(2)

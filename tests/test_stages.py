@@ -177,6 +177,26 @@ def test_virtual_adversarial_training_reads_the_unlabelled_reviews_only_and_chan
     assert (repo.path / "data/model/weights.npz").read_bytes() != plain
 
 
+def test_the_weight_average_changes_what_train_saves_and_validates_not_how_it_trains(repo):
+    set_params(repo.path / "params.yaml", {"epochs": 2, "validation": 0.5})
+    plots = repo.path / "metrics/epochs/plots/metrics"
+
+    def figures():
+        return {name: (plots / f"{name}.tsv").read_text() for name in ("loss", "accuracy", "val_loss")}
+
+    repo.run("dvc", "repro", "train")
+    plain, plain_weights = figures(), (repo.path / "data/model/weights.npz").read_bytes()
+    set_params(repo.path / "params.yaml", {"weight_average": 0.9})
+    result = repo.run("dvc", "repro", "train")
+    averaged = figures()
+    assert [averaged[k] for k in ("loss", "accuracy")] == [plain[k] for k in ("loss", "accuracy")], \
+        "each epoch's training figures are the same: the average only watches the steps"
+    assert averaged["val_loss"] != plain["val_loss"]
+    assert (repo.path / "data/model/weights.npz").read_bytes() != plain_weights
+    last_val_loss = float(plain["val_loss"].splitlines()[-1].split("\t")[-1])
+    assert f"(the weights as trained: {last_val_loss:.4f})" in result.stderr
+
+
 def test_virtual_adversarial_training_refuses_an_archive_without_unlabelled_reviews(tmp_path):
     repo = make_repo(tmp_path, n_unsup=0)
     set_params(repo.path / "params.yaml", {"virtual_adversarial": 0.05})
