@@ -31,6 +31,8 @@ def test_quick_benchmark_runs_every_measure(tmp_path):
                  "default `dvc repro` on torch, from a fresh clone", "… all stages forced, one after the other",
                  "`dvc repro` when nothing changed"):
         assert name in measures, done.stdout
+    fresh = next(row for row in rows if "from a fresh clone" in row).split("|")[2].split()
+    assert fresh[2:4] == ["its", "`train`"] and 0 < float(fresh[4]) < float(fresh[0]) and float(fresh[7]) > 0, fresh
     for row in rows:
         if "÷" in row:
             ratio = float(row.split("|")[2].split()[0])
