@@ -372,9 +372,9 @@ def main():
                 add("`evaluate` of the whole test split", f"{seconds:.1f} s")
                 add("peak memory of `evaluate`", f"{mb:.0f} MB")
         if "e2e" in args.only:
-            whole, train = plain[0], plain[1]["train"]  # the same run's train: two runs of it differ more
+            whole, its_train = plain[0], plain[1]["train"]  # the same run's train: two runs of it differ more
             add("default `dvc repro` on torch, from a fresh clone", f"{whole:.1f} s, its `train` "
-                f"{train:.1f} s + {whole - train:.1f} s")
+                f"{its_train:.1f} s + {whole - its_train:.1f} s")
             train = stages["train"][0]
             for stage, (seconds, mb) in stages.items():
                 add(f"`dvc repro --force -s {stage}`", f"{seconds:.1f} s, peak {mb:.0f} MB")

@@ -78,7 +78,6 @@ def main():
         log_line(f"no checkpoints: {params['backend']} cannot save dropout's random generator, so a stopped run "
                  "starts again from epoch 1")
     saved = load_checkpoint(made_for) if resumable else None
-    average = WeightAverage(tlx, net, params["weight_average"]) if params["weight_average"] else None
     if saved:
         state, arrays = saved
         tlx.files.assign_weights(arrays["weights"], net)
@@ -86,9 +85,9 @@ def main():
         rng.bit_generator.state = state["rng"]
         log, first_epoch = state["log"], state["epoch"] + 1
         best = state["best"] and {**state["best"], "weights": arrays["best_weights"]}
-        if average:
-            average = WeightAverage(tlx, net, params["weight_average"], state["average"], arrays["average"])
         log_line(f"resuming after epoch {state['epoch']}, from the checkpoint in {CHECKPOINT}")
+    resumed_average = [state["average"], arrays["average"]] if saved else []
+    average = WeightAverage(tlx, net, params["weight_average"], *resumed_average) if params["weight_average"] else None
     net.set_train()
     with epoch_log(EPOCHS) as live:
         for row in log:  # the epochs a resumed run did before: the files come out as an uninterrupted run's
