@@ -4,7 +4,8 @@ Reads data/prepared/train_*.npy and vocab.json (and data/pretrained/vectors.npy 
 pretrain.use, data/lm/ with lm.use); writes data/model/ (model.json, weights.npz), metrics/train.json (the kept epoch's
 figures) and, through dvclive, metrics/epochs/ (each epoch's, as it ends: what `dvc exp show` and
 `dvc plots show` read). After each epoch it keeps a checkpoint (imdb_lstm/checkpoint.py): a run
-that was killed resumes after its last whole epoch, and ends as an uninterrupted run would.
+that was killed resumes after its last whole epoch, and ends as an uninterrupted run would; a finished
+run keeps its last one, so a longer run (`dvc exp run -S epochs=10` after 5) trains only the epochs it adds.
 With `validation` > 0 it holds out that fraction of the training split (never the test split),
 stops once the validation loss has not improved for `patience` epochs, and keeps the best epoch.
 With pretrain.use the embedding starts from the pretrained vectors and stays frozen for the first
@@ -70,7 +71,9 @@ def main():
     trim, review_lengths = params["model"]["trim_padding"], lengths(ids)
     patience = params["patience"]
     log, best, first_epoch, start = [], None, 1, time.perf_counter()
-    made_for = fingerprint(params, [*INPUTS, Path(__file__)], backend.version())
+    # without `epochs`: a finished run's checkpoint lets a longer run go on from its last epoch
+    made_for = fingerprint({k: v for k, v in params.items() if k != "epochs"}, [*INPUTS, Path(__file__)],
+                           backend.version())
     # a run resumes with an uninterrupted run's bits only if dropout's generator can be put back
     resumable = not (params["model"]["dropout"] or params["model"]["embedding_dropout"]) or \
         backend.rng_state() is not None
@@ -78,6 +81,8 @@ def main():
         log_line(f"no checkpoints: {params['backend']} cannot save dropout's random generator, so a stopped run "
                  "starts again from epoch 1")
     saved = load_checkpoint(made_for) if resumable else None
+    if saved and saved[0]["epoch"] >= params["epochs"]:
+        saved = None  # a run as long or longer: this one starts over (so `dvc repro --force` trains again)
     if saved:
         state, arrays = saved
         tlx.files.assign_weights(arrays["weights"], net)
@@ -127,7 +132,7 @@ def main():
                 net.set_train()
                 log[-1] += [val_loss, val_accuracy]
                 stop = epoch - best["best_epoch"] >= patience
-            if resumable and not stop and epoch < params["epochs"]:
+            if resumable and not stop:  # the last epoch's too: a longer run goes on from it
                 # after the last frozen epoch the next one starts a fresh optimizer: none to keep
                 keep_checkpoint(made_for, log, rng, best, None if epoch == frozen_epochs else step, net, tlx, average)
             log_epoch(live, log[-1], held_out is not None)
@@ -150,7 +155,8 @@ def main():
                                       "reproducible": params["reproducible"],
                                       "epochs": params["epochs"], "epochs_run": len(log),
                                       "loss": kept[1], "accuracy": kept[2], **(best or {})})
-    remove_checkpoint()
+    if stop:  # a longer run would stop here too: there is nothing to go on from
+        remove_checkpoint()
     print(f"train: {len(log)} epochs on {backend.version()} ({backend.device()}) in {seconds:.0f} s; kept epoch "
           f"{kept[0]}: loss {kept[1]:.4f}, train accuracy {kept[2]:.4f}"
           + (f", validation accuracy {best['val_accuracy']:.4f}" if best else ""))

@@ -36,7 +36,7 @@ def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp
     assert (repo.path / ".checkpoints/train/state.json").exists()
     resumed = repo.run("dvc", "repro", "train")
     assert "resuming after epoch 2" in resumed.stderr and "epoch 1/" not in resumed.stderr
-    assert not (repo.path / ".checkpoints/train").exists(), "a finished run removes its checkpoint"
+    assert (repo.path / ".checkpoints/train/state.json").exists(), "a finished run keeps its last checkpoint"
     after_resume = outputs(repo)
     uninterrupted = repo.run("dvc", "repro", "--force", "train")
     assert "resuming" not in uninterrupted.stderr
@@ -55,6 +55,33 @@ def test_a_killed_run_of_the_default_params_resumes_too(tmp_path):
     after_resume = outputs(repo, without_validation)
     repo.run("dvc", "repro", "--force", "train")
     assert outputs(repo, without_validation) == after_resume
+
+
+def test_a_longer_run_goes_on_from_a_finished_ones_last_epoch_and_a_shorter_one_starts_over(tmp_path):
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {**RESUMABLE, "epochs": 2})
+    repo.commit("two epochs")
+    repo.run("dvc", "repro", "train")
+    two_epochs = outputs(repo)
+    longer = repo.run("dvc", "exp", "run", "-S", "epochs=3")
+    assert "resuming after epoch 2" in longer.stderr + longer.stdout
+    assert "epoch 1/" not in longer.stderr + longer.stdout
+    extended = outputs(repo)
+    straight = repo.run("dvc", "repro", "--force", "train")  # as long as the checkpoint's run: starts over
+    assert "resuming" not in straight.stderr and "epoch 1/3" in straight.stderr
+    assert outputs(repo) == extended
+    shorter = repo.run("dvc", "exp", "run", "-S", "epochs=2")
+    assert "resuming" not in shorter.stderr + shorter.stdout
+    assert outputs(repo) == two_epochs
+
+
+def test_a_run_that_stops_early_removes_its_checkpoint(tmp_path):
+    """A longer run would stop at the same epoch: nothing to go on from."""
+    repo = make_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25})  # as test_stages'
+    repo.run("dvc", "repro", "train")
+    assert repo.json("metrics/train.json")["epochs_run"] < 25, "the tiny data overfits: early stopping ends the run"
+    assert not (repo.path / ".checkpoints/train").exists()
 
 
 @pytest.mark.parametrize("dropout", ["dropout", "embedding_dropout"])
