@@ -36,7 +36,7 @@ VECTORS = Path("data/pretrained/vectors.npy")
 OUT = Path("data/lm")
 METRICS = Path("metrics/lm.json")
 CHECKPOINT = Path(".checkpoints/lm")
-CHECKPOINT_STEPS = 500  # about two minutes of the measured recipe's steps on a 2-core CPU (README)
+CHECKPOINT_STEPS = 500  # about two minutes of the measured recipe's steps on a 2-core CPU (EXPERIMENTS.md)
 HELD_OUT = 0.02  # of the reviews, for perplexity
 
 
