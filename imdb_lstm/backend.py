@@ -19,8 +19,8 @@ def load(name, device="cpu", reproducible=True):
     """Import TensorLayerX on backend `name` (one of imdb_lstm.backends.NAMES) and return the tlx module.
 
     device: "cpu", "gpu", or "auto" (the GPU when the backend sees one).
-    reproducible: pin the CPU kernels, so results are the same bits on any x86-64 CPU with AVX2
-    (imdb_lstm/kernels.py); False lets the backend pick the fastest for this CPU.
+    reproducible: pin the CPU kernels, so reruns give the same bits (on other CPU models too where the
+    backend's ACROSS_CPU_MODELS says so; imdb_lstm/kernels.py); False lets the backend pick the fastest.
     """
     global _loaded, _entry
     if _loaded is not None:
@@ -35,7 +35,7 @@ def load(name, device="cpu", reproducible=True):
     # keeps the quiet-machine speed (0.052-0.055 s) and stays at 0.11 s beside a busy process.
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     if reproducible:
-        kernels.pin(entry.KERNELS)
+        kernels.pin(entry)
     with warnings.catch_warnings():
         # Every import warns that the backend is newer than the one tlx 0.5.8 was written for.
         warnings.filterwarnings("ignore", message="The version of the backend")

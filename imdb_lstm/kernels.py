@@ -1,13 +1,13 @@
-"""Pin how each backend picks its CPU kernels, so the same params and seed give the same bits on any
-x86-64 CPU with AVX2 (Intel or AMD, with or without AVX-512 or AMX) and any number of cores.
+"""Pin how each backend picks its CPU kernels, so the same params and seed give the same bits.
 
 The math libraries under the backends (oneDNN, MKL, ATen, Eigen) choose kernels by the CPU they find,
 and by their thread count; each choice sums in another order, so a training run drifts in the last
-bits from the first step on. `pin(variables)` runs before the backend is imported (the libraries read
+bits from the first step on. `pin(entry)` runs before the backend is imported (the libraries read
 these variables once, when they load or first run) and overrides whatever the environment says;
-the backend's `pin_after_import` runs right after the import. params.yaml's `reproducible: false` skips both: then the
-backend's fastest kernels for this CPU run, and results differ by machine.
-Measurements: BENCHMARKS.md ("Reproducible kernels") and ../shared/notes/cpu-kernels.md.
+the backend's `pin_after_import` runs right after the import. What the pins promise is the backend's
+own: the same bits on reruns and resumes on one machine always, and on other x86-64 CPU models with
+AVX2 where its ACROSS_CPU_MODELS says so. params.yaml's `reproducible: false` skips the pins: then the
+backend's fastest kernels for this CPU and all its cores run, and results differ by machine.
 """
 import os
 import platform
@@ -20,14 +20,15 @@ from imdb_lstm.errors import PipelineError
 UNSET = ("DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "DNNL_DEFAULT_FPMATH_MODE")
 
 
-def pin(variables):
-    """Set a backend's kernel-picking variables (its KERNELS: each one was seen to change a training
-    run's weights when set otherwise, BENCHMARKS.md, unless its comment says it is a guard); call before
-    the backend is imported. The thread count that changes results is fixed by its pin_after_import()."""
-    _require_avx2()
+def pin(entry):
+    """Set backend `entry`'s kernel-picking variables (its KERNELS: each one was seen to change a training
+    run's weights when set otherwise, unless its comment says it is a guard); call before the backend is
+    imported. The thread count that changes results is fixed by its pin_after_import()."""
+    if entry.ACROSS_CPU_MODELS:
+        _require_avx2()
     for name in UNSET:
         os.environ.pop(name, None)
-    os.environ.update(variables)
+    os.environ.update(entry.KERNELS)
 
 
 def _require_avx2(cpuinfo=Path("/proc/cpuinfo")):

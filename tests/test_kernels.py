@@ -2,6 +2,7 @@
 refuse and warn, without importing any framework."""
 import os
 import platform
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,10 +23,17 @@ def test_pin_sets_the_backends_variables_over_the_environment_and_removes_compet
     for name in kernels.UNSET:
         monkeypatch.setenv(name, "AVX512_CORE")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a user's setting, overridden
-    kernels.pin({"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"})
+    kernels.pin(SimpleNamespace(ACROSS_CPU_MODELS=True, KERNELS={"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}))
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2" and os.environ["MKL_CBWR"] == "COMPATIBLE"
     assert not set(kernels.UNSET) & set(os.environ)
     assert set(kernels.UNSET) == {"DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "DNNL_DEFAULT_FPMATH_MODE"}
+
+
+@pytest.mark.parametrize("across_cpu_models", [True, False])
+def test_only_a_backend_that_promises_other_cpus_the_same_bits_reads_the_cpu(monkeypatch, capsys, across_cpu_models):
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")  # warns where the CPU is read
+    kernels.pin(SimpleNamespace(ACROSS_CPU_MODELS=across_cpu_models, KERNELS={}))
+    assert ("aarch64" in capsys.readouterr().err) is across_cpu_models
 
 
 def test_a_cpu_with_avx2_and_fma_passes_quietly(tmp_path, capsys):

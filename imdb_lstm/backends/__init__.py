@@ -6,6 +6,8 @@ in NAMES, and its fixes in imdb_lstm/compat.py.
 Each module defines:
   PACKAGE, REQUIREMENTS       the framework's import name; the file that installs it
   KERNELS                     environment variables that pin its CPU kernels (imdb_lstm/kernels.py)
+  ACROSS_CPU_MODELS           whether the pinned kernels give the same bits on other x86-64 CPU models (True:
+                              verified on an AMD EPYC and an Intel Xeon) or on this machine only (False)
   before_import(), after_import(tlx), pin_after_import()
   has_gpu(), use_device(gpu)  where new tensors live
   deterministic()             ask for run-to-run deterministic kernels (after tlx.set_seed)
@@ -24,16 +26,16 @@ import importlib.util
 from imdb_lstm.errors import PipelineError, quote
 
 NAMES = ("torch", "paddle", "tensorflow", "mindspore")
-INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "before_import", "after_import", "pin_after_import", "has_gpu",
-             "use_device", "deterministic", "set_trainable", "no_grad", "adversarial_objective",
-             "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
+INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "ACROSS_CPU_MODELS", "before_import", "after_import",
+             "pin_after_import", "has_gpu", "use_device", "deterministic", "set_trainable", "no_grad",
+             "adversarial_objective", "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
 
 
 def get(name):
     """The module of backend `name`; a PipelineError for an unknown or uninstalled one."""
     if name not in NAMES:
         raise PipelineError(f"unknown backend {quote(name)}: use one of {', '.join(NAMES)}")
-    entry = importlib.import_module(f"imdb_lstm.backends.{name}")
+    entry = module(name)
     if not _installed(entry):
         raise PipelineError(f"backend {name} is not installed: pip install -r {entry.REQUIREMENTS}")
     return entry
@@ -41,12 +43,17 @@ def get(name):
 
 def trains_adversarially(name):
     """Whether backend `name` has adversarial_objective (params.py checks this before any work)."""
-    return importlib.import_module(f"imdb_lstm.backends.{name}").adversarial_objective is not None
+    return module(name).adversarial_objective is not None
 
 
 def installed():
     """The backends whose framework is installed here."""
-    return [name for name in NAMES if _installed(importlib.import_module(f"imdb_lstm.backends.{name}"))]
+    return [name for name in NAMES if _installed(module(name))]
+
+
+def module(name):
+    """The module of backend `name` in NAMES, installed or not (it imports no framework)."""
+    return importlib.import_module(f"imdb_lstm.backends.{name}")
 
 
 def _installed(entry):

@@ -11,6 +11,8 @@ from imdb_lstm.errors import PipelineError
 
 PACKAGE, REQUIREMENTS = "mindspore", "requirements-mindspore.txt"
 
+# The pinned kernels give the same bits on the AMD EPYC and the Intel Xeon (tests/test_reproducible.py).
+ACROSS_CPU_MODELS = True
 KERNELS = {
     # MindSpore's CPU LSTM and matrix products run on oneDNN, which picks AVX2, AVX-512 or AMX
     # kernels by CPU: capped at AVX2, as for torch.

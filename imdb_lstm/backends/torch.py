@@ -6,18 +6,14 @@ from imdb_lstm.backends import framework_optimizer, take_a_zero_step
 
 PACKAGE, REQUIREMENTS = "torch", "requirements.txt"
 
+# Same machine, same bits; other CPU models give other bits (oneDNN and MKL tune their kernels to the
+# CPU beyond its instruction set, and no pin found that both holds across vendors and keeps torch fast).
+ACROSS_CPU_MODELS = False
 KERNELS = {
-    # Guards: oneDNN is off (pin_after_import), but should anything reach it, AVX2 and f32 on every CPU.
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    # Guard: f32 math in oneDNN, whatever a user's environment asks (bf16 on a CPU with AMX sums otherwise).
     "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT",
-    # ATen's own vectorised kernels ("default", i.e. unvectorised, sums in another order).
-    "ATEN_CPU_CAPABILITY": "avx2",
-    # torch's MKL (every matmul, the LSTM's too) takes vendor-specific paths; COMPATIBLE is the one
-    # MKL documents as giving the same results on Intel and non-Intel CPUs.
-    "MKL_CBWR": "COMPATIBLE",
 }
-# MKL's results hold for one thread count only (its documented condition); torch's LSTM under oneDNN
-# gave other bits at 1 thread than at 2 (measured). Two threads everywhere, whatever the core count.
+# oneDNN's LSTM sums in another order at 1 thread than at 2: one count everywhere, whatever the core count.
 THREADS = 2
 
 
@@ -39,10 +35,6 @@ def after_import(tlx):
 
 def pin_after_import():
     _torch().set_num_threads(THREADS)
-    # oneDNN's LSTM gave other bits on an Intel Xeon (AVX-512, AMX) than on an AMD EPYC, capped at AVX2 on
-    # both and at 2 threads (the golden hash of tests/test_reproducible.py, measured 2026-11-28): it tunes
-    # more to the CPU than its ISA. Without it torch runs its own LSTM: MKL's matmuls and ATen's AVX2 kernels.
-    _torch().backends.mkldnn.enabled = False
 
 
 def has_gpu():
