@@ -1,11 +1,12 @@
 """The benchmark script runs: its quick mode runs every measure, the stages on the tests' small archive."""
+import json
 import os
 import subprocess
 import sys
 
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, require
 from imdb_fixture import make_archive
 from project import TINY, set_params
 
@@ -54,3 +55,25 @@ def test_the_mutation_run_selects_test_files_that_exist_and_call_the_package_in_
             continue
         text = (ROOT / argument).read_text()
         assert "from imdb_lstm" in text, f"{argument} does not call imdb_lstm in-process"
+
+
+def test_the_torch_fingerprint_finds_the_first_op_whose_bits_differ(tmp_path):
+    require("torch")
+    saved = tmp_path / "fingerprint.json"
+
+    def fingerprint(*args):
+        done = subprocess.run([sys.executable, "-m", "benchmarks.torch_fingerprint", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    table = fingerprint("--write", str(saved))
+    ops = json.loads(saved.read_text())["ops"]
+    assert [op for op, _, _ in ops[:3]] == ["embedding", "lstm", "mean over time"] and len(ops) == 25
+    assert all(f"| {op} | {digest[:16]} |" in table for op, digest, _ in ops)
+    assert fingerprint("--compare", str(saved)).endswith("every op gives the same bits\n")
+    ops[1][1] = "0" * 64  # as if another CPU's LSTM summed in another order
+    saved.write_text(json.dumps({"machine": {"cpu": "another CPU", "torch": "x"}, "ops": ops}))
+    compared = fingerprint("--compare", str(saved))
+    assert "| embedding | same |" in compared and "| lstm | differs |" in compared
+    assert compared.endswith("first op that differs: lstm\n")
