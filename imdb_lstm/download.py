@@ -55,6 +55,11 @@ def _file_name(url):
     name = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rsplit("/", 1)[-1]
     if name in ("", ".", ".."):
         raise PipelineError(f"data.url {url!r} must end with the archive's file name")
+    # the name becomes a file in the cache, written first as ".NAME.XXXXXXXX.tmp": no file system takes
+    # a NUL byte or a name over 255 bytes
+    if "\0" in name or len(name.encode("utf-8", "surrogateescape")) > 255 - len("..XXXXXXXX.tmp"):
+        raise PipelineError(f"data.url {url!r} ends with {name!r}, which cannot be a file name: use a URL "
+                            "whose last part is the archive's name, such as aclImdb_v1.tar.gz")
     return name
 
 

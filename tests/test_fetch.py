@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,23 @@ def test_a_url_without_a_file_name_is_refused(cache, out, url):
     with pytest.raises(PipelineError) as refused:
         fetch(url, OFFICIAL_SHA256, out)
     assert str(refused.value) == f"data.url {url!r} must end with the archive's file name"
+
+
+@pytest.mark.parametrize("last", ["a%00b.tar.gz", "x" * 235 + ".tar.gz"])
+def test_a_url_whose_file_name_no_file_system_takes_is_refused(cache, out, last):
+    url = f"https://example.org/data/{last}"
+    with pytest.raises(PipelineError) as refused:
+        fetch(url, OFFICIAL_SHA256, out)
+    name = urllib.parse.unquote(last)
+    assert str(refused.value) == (f"data.url {url!r} ends with {name!r}, which cannot be a file name: use a URL "
+                                  "whose last part is the archive's name, such as aclImdb_v1.tar.gz")
+    assert_nothing_left(cache, out)
+
+
+def test_a_url_ending_in_the_longest_name_the_cache_can_write_is_fetched(tmp_path, cache, out):
+    source = tmp_path / ("x" * 234 + ".tar.gz")
+    fetch(source.as_uri(), make_archive(source), out)
+    assert out.read_bytes() == source.read_bytes() == (cache / source.name).read_bytes()
 
 
 def test_the_cache_is_in_the_home_folder_unless_imdb_cache_dir_says_where(monkeypatch, tmp_path):
