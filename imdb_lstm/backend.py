@@ -20,7 +20,7 @@ def load(name, device="cpu", reproducible=True):
 
     device: "cpu", "gpu", or "auto" (the GPU when the backend sees one).
     reproducible: pin the CPU kernels, so reruns give the same bits (on other CPU models too where the
-    backend's ACROSS_CPU_MODELS says so; imdb_lstm/kernels.py); False lets the backend pick the fastest.
+    backend's CROSS_CPU_FLAG says so; imdb_lstm/kernels.py); False lets the backend pick the fastest.
     """
     global _loaded, _entry
     if _loaded is not None:

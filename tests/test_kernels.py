@@ -23,17 +23,27 @@ def test_pin_sets_the_backends_variables_over_the_environment_and_removes_compet
     for name in kernels.UNSET:
         monkeypatch.setenv(name, "AVX512_CORE")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a user's setting, overridden
-    kernels.pin(SimpleNamespace(ACROSS_CPU_MODELS=True, KERNELS={"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}))
+    kernels.pin(SimpleNamespace(CROSS_CPU_FLAG="avx2", KERNELS={"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}))
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2" and os.environ["MKL_CBWR"] == "COMPATIBLE"
     assert not set(kernels.UNSET) & set(os.environ)
     assert set(kernels.UNSET) == {"DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "DNNL_DEFAULT_FPMATH_MODE"}
 
 
-@pytest.mark.parametrize("across_cpu_models", [True, False])
-def test_only_a_backend_that_promises_other_cpus_the_same_bits_reads_the_cpu(monkeypatch, capsys, across_cpu_models):
+@pytest.mark.parametrize("flag", ["avx2", None])
+def test_only_a_backend_that_promises_other_cpus_the_same_bits_reads_the_cpu(monkeypatch, capsys, flag):
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")  # warns where the CPU is read
-    kernels.pin(SimpleNamespace(ACROSS_CPU_MODELS=across_cpu_models, KERNELS={}))
-    assert ("aarch64" in capsys.readouterr().err) is across_cpu_models
+    kernels.pin(SimpleNamespace(CROSS_CPU_FLAG=flag, KERNELS={}))
+    assert ("aarch64" in capsys.readouterr().err) is (flag is not None)
+
+
+@pytest.mark.parametrize("flag, machine, promised", [("avx2", "x86_64", True), ("avx512f", "x86_64", False),
+                                                     (None, "x86_64", False), ("avx2", "aarch64", False)])
+def test_other_cpus_bits_are_promised_on_an_x86_64_cpu_with_the_backends_flag(tmp_path, monkeypatch, flag,
+                                                                              machine, promised):
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    entry = SimpleNamespace(CROSS_CPU_FLAG=flag)
+    assert kernels.same_bits_as_other_cpus(entry, cpuinfo(tmp_path, FLAGS.replace("avx512f", "avx512vl"))) is promised
+    assert not kernels.same_bits_as_other_cpus(entry, tmp_path / "unreadable")
 
 
 def test_a_cpu_with_avx2_and_fma_passes_quietly(tmp_path, capsys):

@@ -6,8 +6,9 @@ in NAMES, and its fixes in imdb_lstm/compat.py.
 Each module defines:
   PACKAGE, REQUIREMENTS       the framework's import name; the file that installs it
   KERNELS                     environment variables that pin its CPU kernels (imdb_lstm/kernels.py)
-  ACROSS_CPU_MODELS           whether the pinned kernels give the same bits on other x86-64 CPU models (True:
-                              verified on an AMD EPYC and an Intel Xeon) or on this machine only (False)
+  CROSS_CPU_FLAG              the x86-64 CPU feature on which the pinned kernels give the same bits on every
+                              CPU model that has it (verified on an AMD and an Intel CPU); None: this CPU
+                              model only (imdb_lstm/kernels.py: same_bits_as_other_cpus)
   before_import(), after_import(tlx), pin_after_import()
   has_gpu(), use_device(gpu)  where new tensors live
   deterministic()             ask for run-to-run deterministic kernels (after tlx.set_seed)
@@ -26,7 +27,7 @@ import importlib.util
 from imdb_lstm.errors import PipelineError, quote
 
 NAMES = ("torch", "paddle", "tensorflow", "mindspore")
-INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "ACROSS_CPU_MODELS", "before_import", "after_import",
+INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "CROSS_CPU_FLAG", "before_import", "after_import",
              "pin_after_import", "has_gpu", "use_device", "deterministic", "set_trainable", "no_grad",
              "adversarial_objective", "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
 

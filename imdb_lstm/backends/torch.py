@@ -6,9 +6,9 @@ from imdb_lstm.backends import framework_optimizer, take_a_zero_step
 
 PACKAGE, REQUIREMENTS = "torch", "requirements.txt"
 
-# Same machine, same bits; other CPU models give other bits (oneDNN and MKL tune their kernels to the
-# CPU beyond its instruction set, and no pin found that both holds across vendors and keeps torch fast).
-ACROSS_CPU_MODELS = False
+# The same bits on this CPU model only: oneDNN and MKL tune their kernels to the CPU beyond its
+# instruction set, and no pin found both holds across vendors and keeps torch fast.
+CROSS_CPU_FLAG = None
 KERNELS = {
     # Guard: f32 math in oneDNN, whatever a user's environment asks (bf16 on a CPU with AMX sums otherwise).
     "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT",
