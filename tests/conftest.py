@@ -28,6 +28,22 @@ def run_backend(backend, code, without=(), timeout=300, cwd=ROOT):
                           cwd=cwd, env=env, timeout=timeout)
 
 
+# The test files that run the package in the test process and finish in seconds: `pytest -m fast`, the
+# edit-test loop's subset. The rest run stages, dvc and backends in subprocesses.
+FAST_FILES = {"test_text.py", "test_files.py", "test_metrics.py", "test_params.py", "test_archive.py",
+              "test_errors.py", "test_training.py", "test_kernels.py", "test_fetch.py", "test_in_process.py"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fast: runs in the test process, in seconds (pytest -m fast)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in FAST_FILES:
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture
 def backend_run():
     return run_backend

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from conftest import ROOT, require
+from conftest import FAST_FILES, ROOT, require
 from imdb_fixture import make_archive
 from project import TINY, set_params
 
@@ -48,6 +48,8 @@ def test_the_mutation_run_selects_test_files_that_exist_and_call_the_package_in_
     config.read(ROOT / "setup.cfg")
     selected = config["mutmut"]["pytest_add_cli_args_test_selection"].split()
     assert selected and config["mutmut"]["source_paths"] == "imdb_lstm/"
+    # the same files as `pytest -m fast`: the ones that call the package in the test process
+    assert {argument.removeprefix("tests/") for argument in selected if not argument.startswith("--")} == FAST_FILES
     for argument in selected:
         if argument.startswith("--deselect="):  # a subprocess test inside a selected file
             test_file, test = argument.removeprefix("--deselect=").split("::")
