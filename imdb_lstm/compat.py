@@ -4,7 +4,6 @@ tlx 0.5.8 (Feb 2023) was written for torch 1.10 and paddle 2.2. Each fix below i
 says what breaks without it; tests/test_compat.py has a test per fix that fails without it.
 Each backend's module in imdb_lstm/backends/ applies its fixes, before the first `import tensorlayerx`
 (`before_import`) or right after (`after_import`).
-Facts and measurements: ../shared/notes/tensorlayerx-0.5.8.md.
 """
 import contextlib
 import math

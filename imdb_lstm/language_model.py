@@ -3,7 +3,7 @@
 Import after `imdb_lstm.backend.load(...)`. The LM is the classifier's embedding and LSTM
 (params.yaml's model.embedding_dim, hidden_size, num_layers; one direction) with a softmax on top
 that predicts the next word. A softmax over the whole vocabulary would cost 5-10x the rest of a
-step on a CPU (../shared/notes/lm-cost.md); this one predicts the next word among the
+step on a CPU (CONTRIBUTING.md, `lm.output_words`); this one predicts the next word among the
 `output_words` - 1 lowest ids, which are the most frequent words (prepare ranks them), and one
 class for every rarer word: a narrow softmax whose cost does not grow with the vocabulary.
 
