@@ -5,9 +5,10 @@ and by their thread count; each choice sums in another order, so a training run 
 bits from the first step on. `pin(entry)` runs before the backend is imported (the libraries read
 these variables once, when they load or first run) and overrides whatever the environment says;
 the backend's `pin_after_import` runs right after the import. What the pins promise is the backend's
-own: the same bits on reruns and resumes on one machine always, and on every x86-64 CPU model with its
-CROSS_CPU_FLAG where it names one (same_bits_as_other_cpus). params.yaml's `reproducible: false` skips the pins: then the
-backend's fastest kernels for this CPU and all its cores run, and results differ by machine.
+own: the same bits on reruns and resumes on one machine always, and on every x86-64 CPU model with
+its CROSS_CPU_FLAG where it names one (same_bits_as_other_cpus). params.yaml's `reproducible: false`
+skips the pins: then the backend's fastest kernels for this CPU and all its cores run, and results
+differ by machine.
 """
 import os
 import platform
@@ -19,6 +20,7 @@ from imdb_lstm.errors import PipelineError
 # Older or competing names that would override a backend's pins (its KERNELS) if a user's environment set them.
 UNSET = ("DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "DNNL_DEFAULT_FPMATH_MODE")
 CPUINFO = Path("/proc/cpuinfo")
+X86_64 = ("x86_64", "amd64")  # platform.machine(), lower-cased, on Linux and on Windows
 
 
 def pin(entry):
@@ -35,7 +37,7 @@ def pin(entry):
 def same_bits_as_other_cpus(entry, cpuinfo=CPUINFO):
     """Whether backend `entry`, pinned, gives this CPU the bits it gives other CPU models: this is an
     x86-64 CPU with the backend's CROSS_CPU_FLAG (None: it promises no other CPU its bits)."""
-    if entry.CROSS_CPU_FLAG is None or platform.machine().lower() not in ("x86_64", "amd64"):
+    if entry.CROSS_CPU_FLAG is None or platform.machine().lower() not in X86_64:
         return False
     try:
         return entry.CROSS_CPU_FLAG in _flags(cpuinfo)
@@ -49,7 +51,7 @@ def _flags(cpuinfo):
 
 def _require_avx2(cpuinfo=CPUINFO):
     machine = platform.machine().lower()
-    if machine not in ("x86_64", "amd64"):
+    if machine not in X86_64:
         _warn(f"this is a {machine} CPU; the pins hold for x86-64 only")
         return
     try:
