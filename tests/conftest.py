@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from imdb_lstm import backends  # noqa: E402 (after the path above)
+from imdb_lstm import backend, backends  # noqa: E402 (after the path above)
 from imdb_lstm.errors import PipelineError  # noqa: E402
 
 
@@ -28,10 +29,14 @@ def run_backend(backend, code, without=(), timeout=300, cwd=ROOT):
                           cwd=cwd, env=env, timeout=timeout)
 
 
+# The test files that call tlx in the test process, on IN_PROCESS (below); test_backends.py runs them on
+# each other installed backend.
+IN_PROCESS_FILES = ["test_backend.py", "test_model.py", "test_training.py", "test_adversarial.py",
+                    "test_language_model.py", "test_predict.py"]
 # The test files that run the package in the test process and finish in seconds: `pytest -m fast`, the
 # edit-test loop's subset. The rest run stages, dvc and backends in subprocesses.
 FAST_FILES = {"test_text.py", "test_files.py", "test_metrics.py", "test_params.py", "test_archive.py",
-              "test_errors.py", "test_training.py", "test_kernels.py", "test_fetch.py", "test_in_process.py"}
+              "test_errors.py", "test_kernels.py", "test_fetch.py", *IN_PROCESS_FILES}
 
 
 def pytest_configure(config):
@@ -64,3 +69,32 @@ def require(backend):
 @pytest.fixture
 def installed_backends():
     return backends.installed()
+
+
+# tlx picks its backend once per process: the tests that call it in the test process run on the backend
+# IMDB_TEST_BACKEND names (torch if unset); test_backends.py runs them once more on each other backend.
+IN_PROCESS = os.environ.get("IMDB_TEST_BACKEND", "torch")
+LOADED = {"environment": {}, "warnings": []}  # what backend.load left in os.environ, and what it warned
+
+
+@pytest.fixture(scope="session")
+def tlx():
+    """tlx on IN_PROCESS, loaded in this process once. The environment is put back as it was, so the
+    kernel pins stay out of the subprocesses of later tests; LOADED keeps what the load set and warned."""
+    require(IN_PROCESS)
+    environment = dict(os.environ)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = backend.load(IN_PROCESS)
+    LOADED["warnings"].extend(str(warning.message) for warning in caught)
+    LOADED["environment"].update(os.environ)
+    os.environ.clear()
+    os.environ.update(environment)
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def model(tlx):
+    """imdb_lstm.model, which builds on the loaded tlx."""
+    import imdb_lstm.model
+    return imdb_lstm.model

@@ -1,10 +1,15 @@
 """A copy of the project as its own git + DVC repository in a temp folder, with a tiny archive."""
+import contextlib
+import importlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+
+from pathlib import Path
 
 import pytest
 import yaml
@@ -99,11 +104,40 @@ def make_repo(tmp_path, backend="torch", **archive):
     return repo
 
 
+_PREPARED = {}  # (backend, archive options) → a repository made by make_repo, committed after `dvc repro prepare`
+
+
+def prepared_repo(tmp_path, backend="torch", **archive):
+    """make_repo's repository with fetch and prepare already run and committed: a copy of one made once
+    per test process, so each test skips the two stages it does not test."""
+    key = (backend, tuple(sorted(archive.items())))
+    if key not in _PREPARED:
+        template = make_repo(Path(tempfile.mkdtemp(prefix="prepared-")), backend, **archive)
+        template.run("dvc", "repro", "prepare")
+        template.commit("prepared")
+        _PREPARED[key] = template
+    template = _PREPARED[key]
+    shutil.copytree(template.path.parent, tmp_path, symlinks=True, dirs_exist_ok=True)
+    return Repo(tmp_path / template.path.name, tmp_path / "cache")
+
+
+def run_here(repo, stage):
+    """Run `stage`'s main() in the test process, in `repo`: what it computes, without the seconds a fresh
+    python spends importing the backend. It loads the backend of params.yaml: the one the `tlx` fixture
+    loaded (a test that runs a stage here asks for that fixture and sets `backend` to conftest.IN_PROCESS).
+    A PipelineError comes out as such; a stage's process turns it into an `error:` line."""
+    with contextlib.chdir(repo.path):
+        importlib.import_module(f"stages.{stage}").main()
+
+
 def kill_stage_after(repo, stage, line_start):
-    """Start `stage` alone and SIGKILL it once it logs a line starting `line_start`: no handler runs."""
+    """Start `stage` alone and SIGKILL it once it logs a line starting `line_start`: no handler runs.
+    Returns what it logged until then."""
     process = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=repo.path, env=repo.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    logged = ""
     for line in process.stderr:
+        logged += line
         if line.startswith(line_start):
             process.send_signal(signal.SIGKILL)
             break
@@ -112,3 +146,4 @@ def kill_stage_after(repo, stage, line_start):
     process.wait(timeout=60)
     process.stderr.close()
     assert process.returncode == -signal.SIGKILL
+    return logged

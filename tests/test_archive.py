@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from helpers import PRINT_PEAK_MB
 from imdb_fixture import make_archive, member_info, write_archive
 from imdb_lstm import archive
 from imdb_lstm.archive import Review, fingerprint, iter_reviews
@@ -264,9 +265,9 @@ def _header(name, type, size):
                                            ("pax size", "a pax size '1e3 bytes' that is not a number")])
 def test_members_larger_than_any_review_are_refused_in_bounded_memory(tmp_path, kind, message):
     path = hostile_archive(tmp_path / "hostile.tar.gz", kind)
-    program = ("import resource, sys\nfrom imdb_lstm.archive import fingerprint\nfrom imdb_lstm.errors import "
+    program = ("import sys\nfrom imdb_lstm.archive import fingerprint\nfrom imdb_lstm.errors import "
                "PipelineError\ntry:\n    fingerprint(sys.argv[1])\nexcept PipelineError as error:\n    print(error)\n"
-               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+               + PRINT_PEAK_MB)
     done = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     error, peak_mb = done.stdout.splitlines()

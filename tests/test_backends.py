@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, ROOT, require
+from conftest import BACKENDS, IN_PROCESS_FILES, ROOT, require
 from imdb_lstm import backends
 from imdb_lstm.errors import PipelineError
 
@@ -34,10 +34,11 @@ def test_one_dispatch_refuses_an_unknown_backend_and_names_the_file_that_install
 
 @pytest.mark.parametrize("name", [name for name in BACKENDS if name != "torch"])
 def test_the_in_process_tests_pass_on_every_backend(name):
-    """tests/test_in_process.py runs on torch in this process; here on each other backend in its own
-    (tlx picks one per process), as the mutation runs of TESTING.md use it."""
+    """The files of IN_PROCESS_FILES run on torch in the test process; here on each other backend in a
+    pytest of its own (tlx picks one per process), as the mutation runs of TESTING.md use them."""
     require(name)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_in_process.py"],
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          *(f"tests/{file}" for file in IN_PROCESS_FILES)],
                          cwd=ROOT, env={**os.environ, "IMDB_TEST_BACKEND": name}, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-3000:]
@@ -119,3 +120,4 @@ def test_with_trim_padding_a_review_scores_the_same_alone_as_in_any_batch(tmp_pa
     together, alone, padded = (np.load(tmp_path / f"{name}.npy") for name in ("together", "alone", "padded"))
     np.testing.assert_allclose(together, alone, atol=1e-6)
     assert np.abs(padded - alone).max() > 1e-5, "the padding these rows share changes the logits untrimmed"
+

@@ -2,8 +2,8 @@
 
 import pytest
 
-from conftest import BACKENDS, require
-from project import kill_stage_after, make_repo, set_params
+from conftest import BACKENDS, IN_PROCESS, require
+from project import kill_stage_after, prepared_repo, run_here, set_params
 
 # Held-out validation (early stopping's best weights in the checkpoint), dropout (the backend's RNG),
 # adversarial and virtual adversarial training (steps of their own, the second drawing its unlabelled batches
@@ -26,12 +26,12 @@ def kill_after_epoch(repo, epoch):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp_path, backend):
     require(backend)
-    repo = make_repo(tmp_path, backend=backend)
+    repo = prepared_repo(tmp_path, backend=backend)
     # tensorflow's dropout generator cannot be saved (next test): its run resumes without dropout
     set_params(repo.path / "params.yaml", {**RESUMABLE, "model": {"dropout": 0.0}} if backend == "tensorflow"
                else {**RESUMABLE, "adversarial": 0.0, "virtual_adversarial": 0.0} if backend == "mindspore"
                else RESUMABLE)
-    repo.run("dvc", "repro", "prepare", "pretrain")
+    repo.run("dvc", "repro", "pretrain")
     kill_after_epoch(repo, 2)
     assert (repo.path / ".checkpoints/train/state.json").exists()
     resumed = repo.run("dvc", "repro", "train")
@@ -43,22 +43,26 @@ def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp
     assert outputs(repo) == after_resume
 
 
-def test_a_killed_run_of_the_default_params_resumes_too(tmp_path):
-    """No validation: the checkpoint has no best weights, and its other groups must not shift into
-    their slots (they did, before the groups were read back in the order written)."""
-    repo = make_repo(tmp_path)
-    set_params(repo.path / "params.yaml", {"epochs": 4})
-    repo.run("dvc", "repro", "prepare", "pretrain")
+def test_a_killed_run_without_validation_resumes_as_the_embedding_thaws_and_other_params_start_over(tmp_path):
+    """No validation: the checkpoint has no best weights, and its other groups must not shift into their
+    slots. Killed at the last frozen epoch: epoch 3 tunes everything, with a fresh optimizer."""
+    repo = prepared_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {"epochs": 4, "pretrain": {"use": True, "frozen_epochs": 2}})
+    repo.run("dvc", "repro", "pretrain")
     kill_after_epoch(repo, 2)
     assert "resuming after epoch 2" in repo.run("dvc", "repro", "train").stderr
     without_validation = OUTPUTS[:-1]
     after_resume = outputs(repo, without_validation)
     repo.run("dvc", "repro", "--force", "train")
     assert outputs(repo, without_validation) == after_resume
+    # the finished run's checkpoint was made for lr 0.01: a longer run of lr 0.02 starts over
+    set_params(repo.path / "params.yaml", {"lr": 0.02, "epochs": 5})
+    other = repo.run("dvc", "repro", "train")
+    assert "resuming" not in other.stderr and "epoch 1/5" in other.stderr
 
 
 def test_a_longer_run_goes_on_from_a_finished_ones_last_epoch_and_a_shorter_one_starts_over(tmp_path):
-    repo = make_repo(tmp_path)
+    repo = prepared_repo(tmp_path)
     set_params(repo.path / "params.yaml", {**RESUMABLE, "epochs": 2})
     repo.commit("two epochs")
     repo.run("dvc", "repro", "train")
@@ -70,52 +74,27 @@ def test_a_longer_run_goes_on_from_a_finished_ones_last_epoch_and_a_shorter_one_
     straight = repo.run("dvc", "repro", "--force", "train")  # as long as the checkpoint's run: starts over
     assert "resuming" not in straight.stderr and "epoch 1/3" in straight.stderr
     assert outputs(repo) == extended
-    shorter = repo.run("dvc", "exp", "run", "-S", "epochs=2")
-    assert "resuming" not in shorter.stderr + shorter.stdout
+    set_params(repo.path / "params.yaml", {"epochs": 2})
+    shorter = repo.run("dvc", "repro", "train")
+    assert "resuming" not in shorter.stderr and "epoch 1/2" in shorter.stderr
     assert outputs(repo) == two_epochs
 
 
-def test_a_run_that_stops_early_removes_its_checkpoint(tmp_path):
+def test_a_run_that_stops_early_removes_its_checkpoint(tlx, tmp_path):
     """A longer run would stop at the same epoch: nothing to go on from."""
-    repo = make_repo(tmp_path)
-    set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25})  # as test_stages'
-    repo.run("dvc", "repro", "train")
+    repo = prepared_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25, "backend": IN_PROCESS})
+    run_here(repo, "train")
     assert repo.json("metrics/train.json")["epochs_run"] < 25, "the tiny data overfits: early stopping ends the run"
     assert not (repo.path / ".checkpoints/train").exists()
 
 
 @pytest.mark.parametrize("dropout", ["dropout", "embedding_dropout"])
 def test_on_tensorflow_a_model_with_dropout_keeps_no_checkpoint_and_says_so(tmp_path, dropout):
+    """A finished run keeps its last checkpoint (above), but not this one: a resumed run would differ."""
     require("tensorflow")
-    repo = make_repo(tmp_path, backend="tensorflow")
-    set_params(repo.path / "params.yaml", {**RESUMABLE, "model": {dropout: 0.3}})
-    repo.run("dvc", "repro", "prepare", "pretrain")
-    kill_after_epoch(repo, 2)
+    repo = prepared_repo(tmp_path, backend="tensorflow")
+    set_params(repo.path / "params.yaml", {**RESUMABLE, "epochs": 2, "model": {dropout: 0.3}})
+    run = repo.run("python", "-m", "stages.train")
+    assert "no checkpoints: tensorflow cannot save dropout's random generator" in run.stderr
     assert not (repo.path / ".checkpoints/train").exists()
-    again = repo.run("dvc", "repro", "train")
-    assert "no checkpoints: tensorflow cannot save dropout's random generator" in again.stderr
-    assert "epoch 1/" in again.stderr
-
-
-def test_a_checkpoint_made_for_other_params_is_ignored(tmp_path):
-    repo = make_repo(tmp_path)
-    set_params(repo.path / "params.yaml", RESUMABLE)
-    repo.run("dvc", "repro", "prepare", "pretrain")
-    kill_after_epoch(repo, 2)
-    set_params(repo.path / "params.yaml", {"lr": 0.02})
-    other = repo.run("dvc", "repro", "train")
-    assert "resuming" not in other.stderr and "epoch 1/" in other.stderr
-    from_other_params = outputs(repo)
-    repo.run("dvc", "repro", "--force", "train")
-    assert outputs(repo) == from_other_params
-
-
-def test_a_run_killed_as_the_embedding_thaws_resumes_with_a_fresh_optimizer(tmp_path):
-    repo = make_repo(tmp_path)
-    set_params(repo.path / "params.yaml", {**RESUMABLE, "pretrain": {"use": True, "frozen_epochs": 2}})
-    repo.run("dvc", "repro", "prepare", "pretrain")
-    kill_after_epoch(repo, 2)  # the last frozen epoch: epoch 3 tunes everything, with a new optimizer
-    assert "resuming after epoch 2" in repo.run("dvc", "repro", "train").stderr
-    after_resume = outputs(repo)
-    repo.run("dvc", "repro", "--force", "train")
-    assert outputs(repo) == after_resume

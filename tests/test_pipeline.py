@@ -9,15 +9,29 @@ import pytest
 from project import epochs, make_repo
 
 
-@pytest.fixture(scope="module", params=["torch", "paddle"])
-def repo(request, tmp_path_factory):
-    repo = make_repo(tmp_path_factory.mktemp(request.param), request.param)
-    repo.backend = request.param
-    repo.first_run = repo.run("dvc", "repro")
-    return repo
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """trained(backend): a repository after its first `dvc repro` on `backend`, made once in this module."""
+    repos = {}
+
+    def get(backend):
+        if backend not in repos:
+            repo = repos[backend] = make_repo(tmp_path_factory.mktemp(backend), backend)
+            repo.backend = backend
+            repo.first_run = repo.run("dvc", "repro")
+        return repos[backend]
+    return get
 
 
-def test_repro_writes_every_output(repo):
+@pytest.fixture
+def repo(trained):
+    """The torch repository: what does not depend on the backend is tested once."""
+    return trained("torch")
+
+
+@pytest.mark.parametrize("backend", ["torch", "paddle"])
+def test_repro_writes_every_output(trained, backend):
+    repo = trained(backend)
     prepared = repo.path / "data/prepared"
     for split in ("train", "test"):
         ids, labels = np.load(prepared / f"{split}_ids.npy"), np.load(prepared / f"{split}_labels.npy")
@@ -41,8 +55,9 @@ def test_repro_writes_every_output(repo):
         assert (repo.path / f"metrics/plots/{image}.png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("predict_on", ["torch", "paddle"])
-def test_predict_classifies_new_reviews_with_a_model_from_either_backend(repo, predict_on):
+@pytest.mark.parametrize("trained_on, predict_on", [("torch", "torch"), ("torch", "paddle"), ("paddle", "torch")])
+def test_predict_classifies_new_reviews_with_a_model_from_either_backend(trained, trained_on, predict_on):
+    repo = trained(trained_on)
     reviews = "A wonderful, superb and moving film.\nDull, boring and predictable.\n"
     result = repo.run("python", "-m", "imdb_lstm.predict", "--json", "--backend", predict_on, input=reviews)
     predictions = json.loads(result.stdout)
@@ -102,7 +117,9 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in again.stdout
 
 
-def test_a_forced_rerun_reproduces_every_output_byte_for_byte(repo):
+@pytest.mark.parametrize("backend", ["torch", "paddle"])
+def test_a_forced_rerun_reproduces_every_output_byte_for_byte(trained, backend):
+    repo = trained(backend)
     repo.commit("tiny run")
     rerun = repo.run("dvc", "repro", "--force", TQDM_DISABLE="1")
     assert repo.run("git", "status", "--porcelain").stdout == "", "dvc.lock or metrics changed"

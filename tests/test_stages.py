@@ -7,8 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import IN_PROCESS
 from imdb_fixture import member_info, write_archive
-from project import epochs, make_repo, set_params
+from imdb_lstm.errors import PipelineError
+from project import epochs, make_repo, prepared_repo, run_here, set_params
 
 
 def reviews_archive(path, reviews):
@@ -32,10 +34,19 @@ def leftovers(repo, *inputs):
 
 @pytest.fixture
 def repo(tmp_path):
-    return make_repo(tmp_path)
+    return prepared_repo(tmp_path)
 
 
-def test_prepare_refuses_a_split_with_one_class(repo):
+@pytest.fixture
+def here(tlx, tmp_path):
+    """A prepared repository whose stages the test runs in this process (project.run_here)."""
+    repo = prepared_repo(tmp_path)
+    set_params(repo.path / "params.yaml", {"backend": IN_PROCESS})
+    return repo
+
+
+def test_prepare_refuses_a_split_with_one_class(tmp_path):
+    repo = make_repo(tmp_path)
     (repo.path / "data/raw").mkdir(parents=True)
     reviews_archive(repo.path / "data/raw/aclImdb_v1.tar.gz", {
         "train/pos/0_9.txt": "good", "train/pos/1_8.txt": "fine",
@@ -47,7 +58,8 @@ def test_prepare_refuses_a_split_with_one_class(repo):
     assert leftovers(repo) == []
 
 
-def test_prepare_builds_the_vocabulary_from_the_training_split_only(repo):
+def test_prepare_builds_the_vocabulary_from_the_training_split_only(tmp_path):
+    repo = make_repo(tmp_path)
     (repo.path / "data/raw").mkdir(parents=True)
     reviews_archive(repo.path / "data/raw/aclImdb_v1.tar.gz", {
         "train/pos/0_9.txt": "good good film", "train/neg/0_1.txt": "bad film",
@@ -60,8 +72,8 @@ def test_prepare_builds_the_vocabulary_from_the_training_split_only(repo):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_repro_runs(repo, signum):
-    repo.run("dvc", "repro", "prepare")
+def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_repro_runs(tmp_path, signum):
+    repo = prepared_repo(tmp_path)
     set_params(repo.path / "params.yaml", {"epochs": 1000})
     # as from a terminal: a shell that starts jobs in the background makes them ignore SIGINT
     train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
@@ -76,27 +88,22 @@ def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_repro_runs(r
     assert "interrupted: no outputs were written" in stderr
     assert leftovers(repo, "tokens", "prepared") == []
     set_params(repo.path / "params.yaml", {"epochs": 2})
-    assert "Running stage 'train'" in repo.run("dvc", "repro").stdout
+    assert "Running stage 'train'" in repo.run("dvc", "repro", "train").stdout
 
 
-def test_a_loss_that_becomes_nan_stops_training_with_a_clear_error(repo):
-    repo.run("dvc", "repro", "prepare")
-    diverge = (
-        "import stages.train as train\n"
-        "loss = train.CountingLoss.__call__\n"
-        "train.CountingLoss.__call__ = lambda self, logits, labels: loss(self, logits, labels) * float('nan')\n"
-        "train.run_stage(train.main)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", diverge], cwd=repo.path, env=repo.env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 1
-    assert "error: the training loss became nan: lower `lr` in params.yaml" in result.stderr
-    assert leftovers(repo, "tokens", "prepared") == []
+def test_a_loss_that_becomes_nan_stops_training_with_a_clear_error(here, monkeypatch):
+    from imdb_lstm.training import CountingLoss
+    loss = CountingLoss.__call__
+    monkeypatch.setattr(CountingLoss, "__call__", lambda self, logits, labels: loss(self, logits, labels) * np.nan)
+    with pytest.raises(PipelineError, match="^the training loss became nan: lower `lr` in params.yaml"):
+        run_here(here, "train")
+    assert leftovers(here, "tokens", "prepared") == []
 
 
-def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
+def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(here):
+    repo = here
     set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25})
-    repo.run("dvc", "repro", "train")
+    run_here(repo, "train")
     train = repo.json("metrics/train.json")
     figures, steps = epochs(repo.path)
     assert sorted(figures) == ["accuracy", "loss", "val_accuracy", "val_loss"]
@@ -112,7 +119,7 @@ def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(repo):
     with np.load(repo.path / "data/model/weights.npz") as saved:
         early_stopped = [saved[name] for name in sorted(saved.files, key=int)]
     set_params(repo.path / "params.yaml", {"epochs": train["best_epoch"], "patience": 100})
-    repo.run("dvc", "repro", "train")
+    run_here(repo, "train")
     with np.load(repo.path / "data/model/weights.npz") as saved:
         at_best_epoch = [saved[name] for name in sorted(saved.files, key=int)]
     assert all((a == b).all() for a, b in zip(early_stopped, at_best_epoch))
@@ -132,14 +139,17 @@ def test_batches_by_length_hold_every_review_once_with_little_padding():
     assert [b.tolist() for b in again] == [b.tolist() for b in by_length]
 
 
-def test_trim_padding_trains_and_evaluates_and_the_model_remembers_it(repo):
+def test_trim_padding_trains_and_evaluates_and_the_model_remembers_it(here):
+    repo = here
     set_params(repo.path / "params.yaml", {"model": {"trim_padding": True, "pooling": "masked_mean_max"}})
-    repo.run("dvc", "repro", "evaluate")
+    run_here(repo, "train")
+    run_here(repo, "evaluate")
     assert repo.json("data/model/model.json")["trim_padding"] is True
     assert repo.json("metrics/eval.json")["accuracy"] > 0.75
 
 
-def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
+def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(here):
+    repo = here
     from imdb_fixture import NEGATIVE, POSITIVE
     from imdb_lstm.archive import iter_reviews, pretraining_texts
 
@@ -149,7 +159,7 @@ def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
     assert len(pretraining_texts(archive)) > sum(r.split == "train" and r.label >= 0 for r in reviews)
 
     set_params(repo.path / "params.yaml", {"pretrain": {"use": True}})
-    repo.run("dvc", "repro", "pretrain")
+    run_here(repo, "pretrain")
     words = repo.json("data/prepared/vocab.json")["words"]
     vectors = np.load(repo.path / "data/pretrained/vectors.npy")
     assert vectors.shape == (len(words), 16) and vectors.dtype == np.float32
@@ -162,58 +172,62 @@ def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(repo):
     assert same > across + 0.1, "words of one sentiment share contexts, so their vectors are closer"
 
 
-def test_virtual_adversarial_training_reads_the_unlabelled_reviews_only_and_changes_the_model(repo):
+def test_virtual_adversarial_training_reads_the_unlabelled_reviews_only_and_changes_the_model(here, capsys):
+    repo = here
     from imdb_lstm.archive import iter_reviews, unlabelled_texts
 
     archive = repo.path.parent / "cache" / "aclImdb_v1.tar.gz"
     reviews = list(iter_reviews(archive, include_unsup=True))
     assert sorted(unlabelled_texts(archive)) == sorted(r.text for r in reviews if r.label == -1)
     set_params(repo.path / "params.yaml", {"epochs": 1})
-    repo.run("dvc", "repro", "train")
+    run_here(repo, "train")
     plain = (repo.path / "data/model/weights.npz").read_bytes()
     set_params(repo.path / "params.yaml", {"virtual_adversarial": 0.05})
-    result = repo.run("dvc", "repro", "train")
-    assert "virtual adversarial training: 20 unlabelled reviews" in result.stderr
+    capsys.readouterr()
+    run_here(repo, "train")
+    assert "virtual adversarial training: 20 unlabelled reviews" in capsys.readouterr().err
     assert (repo.path / "data/model/weights.npz").read_bytes() != plain
 
 
-def test_the_weight_average_changes_what_train_saves_and_validates_not_how_it_trains(repo):
+def test_the_weight_average_changes_what_train_saves_and_validates_not_how_it_trains(here, capsys):
+    repo = here
     set_params(repo.path / "params.yaml", {"epochs": 2, "validation": 0.5})
     plots = repo.path / "metrics/epochs/plots/metrics"
 
     def figures():
         return {name: (plots / f"{name}.tsv").read_text() for name in ("loss", "accuracy", "val_loss")}
 
-    repo.run("dvc", "repro", "train")
+    run_here(repo, "train")
     plain, plain_weights = figures(), (repo.path / "data/model/weights.npz").read_bytes()
     set_params(repo.path / "params.yaml", {"weight_average": 0.9})
-    result = repo.run("dvc", "repro", "train")
+    capsys.readouterr()
+    run_here(repo, "train")
     averaged = figures()
     assert [averaged[k] for k in ("loss", "accuracy")] == [plain[k] for k in ("loss", "accuracy")], \
         "each epoch's training figures are the same: the average only watches the steps"
     assert averaged["val_loss"] != plain["val_loss"]
     assert (repo.path / "data/model/weights.npz").read_bytes() != plain_weights
     last_val_loss = float(plain["val_loss"].splitlines()[-1].split("\t")[-1])
-    assert f"(the weights as trained: {last_val_loss:.4f})" in result.stderr
+    assert f"(the weights as trained: {last_val_loss:.4f})" in capsys.readouterr().err
 
 
-def test_virtual_adversarial_training_refuses_an_archive_without_unlabelled_reviews(tmp_path):
-    repo = make_repo(tmp_path, n_unsup=0)
-    set_params(repo.path / "params.yaml", {"virtual_adversarial": 0.05})
-    result = repo.run("dvc", "repro", "train", check=False)
-    assert result.returncode != 0
-    assert "error: data/raw/aclImdb_v1.tar.gz has no unlabelled reviews (train/unsup/) for virtual adversarial " \
-           "training: set virtual_adversarial to 0, or use the official archive" in result.stderr
+def test_virtual_adversarial_training_refuses_an_archive_without_unlabelled_reviews(tlx, tmp_path):
+    repo = prepared_repo(tmp_path, n_unsup=0)
+    set_params(repo.path / "params.yaml", {"virtual_adversarial": 0.05, "backend": IN_PROCESS})
+    with pytest.raises(PipelineError) as refused:
+        run_here(repo, "train")
+    assert str(refused.value) == ("data/raw/aclImdb_v1.tar.gz has no unlabelled reviews (train/unsup/) for virtual "
+                                  "adversarial training: set virtual_adversarial to 0, or use the official archive")
     assert not (repo.path / "data/model").exists() and not (repo.path / "metrics/train.json").exists()
 
 
-def test_pretrain_refuses_an_embedding_wider_than_the_vocabulary(repo):
+def test_pretrain_refuses_an_embedding_wider_than_the_vocabulary(here):
+    repo = here
     # data.vocab_size 100 allows it, but the tiny archive has fewer than 64 distinct words
     set_params(repo.path / "params.yaml", {"model": {"embedding_dim": 64}, "data": {"vocab_size": 100},
                                            "pretrain": {"use": True}})
-    result = repo.run("dvc", "repro", "pretrain", check=False)
-    assert result.returncode != 0
-    assert "model.embedding_dim 64 needs more than 64 words in the vocabulary" in result.stderr
+    with pytest.raises(PipelineError, match="model.embedding_dim 64 needs more than 64 words in the vocabulary"):
+        run_here(repo, "pretrain")
     assert not (repo.path / "data/pretrained").exists()
 
 
@@ -230,9 +244,11 @@ def test_unused_pretraining_costs_nothing_and_turning_it_on_reruns_pretrain_and_
     assert (repo.path / "data/pretrained/vectors.npy").is_file()
 
 
-def test_train_can_start_its_embedding_from_the_pretrained_vectors(repo):
+def test_train_can_start_its_embedding_from_the_pretrained_vectors(here):
+    repo = here
     set_params(repo.path / "params.yaml", {"epochs": 1, "pretrain": {"use": True, "fine_tune_lr": 1e-6}})
-    repo.run("dvc", "repro", "train")
+    run_here(repo, "pretrain")
+    run_here(repo, "train")
     vectors = np.load(repo.path / "data/pretrained/vectors.npy")
     with np.load(repo.path / "data/model/weights.npz") as weights:
         embedding = weights["0"]
@@ -240,24 +256,28 @@ def test_train_can_start_its_embedding_from_the_pretrained_vectors(repo):
     assert not np.array_equal(embedding, vectors)
 
     set_params(repo.path / "params.yaml", {"model": {"embedding_dim": 8}})
-    result = repo.run("python", "-m", "stages.train", check=False)  # alone, without pretrain's rerun first
-    assert result.returncode != 0
-    assert "the pretrained vectors are" in result.stderr and "dvc repro pretrain" in result.stderr
+    with pytest.raises(PipelineError, match="the pretrained vectors are.*dvc repro pretrain"):
+        run_here(repo, "train")  # alone, without pretrain's rerun first
 
 
 @pytest.mark.parametrize("backend", ["torch", "paddle"])
-def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epochs(tmp_path, backend):
-    repo = make_repo(tmp_path, backend=backend)
+def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epochs(tmp_path, backend, request):
+    repo = prepared_repo(tmp_path, backend=backend)
+    if backend == IN_PROCESS:
+        request.getfixturevalue("tlx")
+        train = lambda: (run_here(repo, "pretrain"), run_here(repo, "train"))  # noqa: E731
+    else:
+        train = lambda: repo.run("dvc", "repro", "train")  # noqa: E731
     pretrain = {"use": True, "frozen_epochs": 2, "fine_tune_lr": 0.01}
     set_params(repo.path / "params.yaml", {"epochs": 2, "lr": 0.003, "pretrain": pretrain})
-    repo.run("dvc", "repro", "train")
+    train()
     vectors = np.load(repo.path / "data/pretrained/vectors.npy")
     with np.load(repo.path / "data/model/weights.npz") as weights:
         assert np.array_equal(weights["0"], vectors)
     frozen_log = epochs(repo.path)[0]
 
     set_params(repo.path / "params.yaml", {"epochs": 6})
-    repo.run("dvc", "repro", "train")
+    train()
     with np.load(repo.path / "data/model/weights.npz") as weights:
         assert np.abs(weights["0"] - vectors).max() > 1e-3, "the epochs after frozen_epochs tuned the embedding"
     log = epochs(repo.path)[0]
@@ -265,21 +285,17 @@ def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epoch
     assert log["loss"][-1] < 0.5, "the model learned"
 
     set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 10})  # early stopping's copy of the
-    repo.run("dvc", "repro", "train")                                           # best weights, beside the thaw
+    train()                                                                     # best weights, beside the thaw
     assert repo.json("metrics/train.json")["epochs_run"] == 6
 
 
-def test_a_validation_split_too_small_for_early_stopping_is_refused(repo):
-    repo.run("dvc", "repro", "prepare")
-    set_params(repo.path / "params.yaml", {"validation": 0.001})
-    result = repo.run("python", "-m", "stages.train", check=False)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "error: validation 0.001 holds out 0 of 200 training reviews" in result.stderr
-    set_params(repo.path / "params.yaml", {"validation": 0.0})
+def test_a_validation_split_too_small_for_early_stopping_is_refused(here):
+    set_params(here.path / "params.yaml", {"validation": 0.001})
+    with pytest.raises(PipelineError, match="^validation 0.001 holds out 0 of 200 training reviews"):
+        run_here(here, "train")
 
 
 def test_leftovers_of_a_killed_run_are_removed_by_the_next_run_and_ignored_by_git(repo):
-    repo.run("dvc", "repro", "prepare")
     stale = [repo.path / "data/.model.k9x2.tmp", repo.path / "metrics/.train.json.k9x2.tmp"]
     stale[0].mkdir(parents=True)
     (stale[0] / "weights.npz").write_bytes(b"half")
@@ -292,7 +308,6 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next_run_and_ignored_by_gi
 
 
 def test_a_second_stage_in_the_same_checkout_is_refused_while_one_runs(repo):
-    repo.run("dvc", "repro", "prepare")
     set_params(repo.path / "params.yaml", {"epochs": 1000})
     train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -316,7 +331,6 @@ def unshare_works():
 
 @pytest.mark.skipif(not unshare_works(), reason="needs a private mount namespace (unshare -m) for a tiny disk")
 def test_a_full_disk_is_one_error_line_and_leaves_nothing_half_written(repo):
-    repo.run("dvc", "repro", "prepare")
     set_params(repo.path / "params.yaml", {"epochs": 1})
     (repo.path / "metrics").mkdir(exist_ok=True)  # metrics/ on a one-page disk: dvclive's first file fits, no more
     full = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs metrics && "
@@ -337,7 +351,6 @@ def test_bad_params_are_refused_before_the_backend_is_imported(repo, stage):
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine may have a GPU")
 def test_asking_for_a_gpu_where_there_is_none_is_refused(repo):
-    repo.run("dvc", "repro", "prepare")
     set_params(repo.path / "params.yaml", {"device": "gpu"})
     result = run_stage(repo, "train")
     assert result.returncode == 1 and "Traceback" not in result.stderr
