@@ -24,7 +24,7 @@ def run_backend(backend, code, without=(), timeout=300, cwd=ROOT):
         f"{skip}tlx = backend.load({backend!r})\n"
         "import numpy as np\n" + textwrap.dedent(code)
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
 

@@ -15,7 +15,7 @@ from conftest import IN_PROCESS, LOADED
 from helpers import records_gradient, weights_of
 from imdb_lstm import backend, backends
 from imdb_lstm.errors import PipelineError
-from test_compat import FIXES
+from compat_fixes import FIXES
 
 PINNED = LOADED["environment"]  # what backend.load set
 
@@ -43,7 +43,7 @@ def test_loading_pins_the_kernels_and_applies_every_fix(tlx):
     fixes = [fix for fix, (fixed, *_) in FIXES.items() if fixed == IN_PROCESS]
     assert fixes, f"no compat fix of {IN_PROCESS} is checked"
     for fix in fixes:
-        exec(FIXES[fix][1], {"tlx": tlx, "np": np, "backend": backend})
+        FIXES[fix][1](tlx)
     if IN_PROCESS == "torch":
         torch_fixes_in_depth(tlx)
     elif IN_PROCESS == "tensorflow":
