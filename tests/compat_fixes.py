@@ -77,35 +77,16 @@ def lstm_equals_paddle_lstm(tlx):
 
     for layers in (1, 2):
         for bidirectional in (False, True):
-            lstm = tlx.nn.LSTM(
-                5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True
-            )
-            reference = paddle.nn.LSTM(
-                5,
-                6,
-                num_layers=layers,
-                direction="bidirect" if bidirectional else "forward",
-            )
+            lstm = tlx.nn.LSTM(5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+            reference = paddle.nn.LSTM(5, 6, num_layers=layers, direction="bidirect" if bidirectional else "forward")
             weights = dict(reference.named_parameters())
-            cells = [
-                (layer, suffix)
-                for layer in range(layers)
-                for suffix in ("", "_reverse")[: 1 + bidirectional]
-            ]
+            cells = [(layer, suffix) for layer in range(layers) for suffix in ("", "_reverse")[: 1 + bidirectional]]
             for k, (layer, suffix) in enumerate(cells):
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                    weights[f"{name}_l{layer}{suffix}"].set_value(
-                        getattr(lstm, name)[k]
-                    )
+                    weights[f"{name}_l{layer}{suffix}"].set_value(getattr(lstm, name)[k])
             x = paddle.randn([3, 4, 5])
-            for states in (
-                (),
-                ((paddle.randn([len(cells), 3, 6]), paddle.randn([len(cells), 3, 6])),),
-            ):
-                (out, (h, c)), (ref_out, (ref_h, ref_c)) = (
-                    lstm(x, *states),
-                    reference(x, *states),
-                )
+            for states in ((), ((paddle.randn([len(cells), 3, 6]), paddle.randn([len(cells), 3, 6])),)):
+                (out, (h, c)), (ref_out, (ref_h, ref_c)) = (lstm(x, *states), reference(x, *states))
                 for a, b in ((out, ref_out), (h, ref_h), (c, ref_c)):
                     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
@@ -115,9 +96,7 @@ def let_gradients_through_frozen_rnns(tlx):
     import paddle
 
     lstm = tlx.nn.LSTM(3, 4, batch_first=True)
-    x = tlx.convert_to_tensor(
-        np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
-    )
+    x = tlx.convert_to_tensor(np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32))
     states = (paddle.full([1, 2, 4], 0.5), paddle.full([1, 2, 4], -0.5))
     trained = lstm(x, states)[0].numpy()
     kept = [tlx.convert_to_numpy(w).copy() for w in lstm.all_weights]
@@ -130,28 +109,19 @@ def let_gradients_through_frozen_rnns(tlx):
     out.sum().backward()
     assert float(abs(x.grad).sum()) > 0
     assert all(w.grad is None for w in lstm.all_weights)
-    assert all(
-        (tlx.convert_to_numpy(w) == k).all() for w, k in zip(lstm.all_weights, kept)
-    )
-    np.testing.assert_array_equal(
-        lstm(x, states)[0].numpy(), trained
-    )  # the LSTM keeps its own weights
+    assert all((tlx.convert_to_numpy(w) == k).all() for w, k in zip(lstm.all_weights, kept))
+    np.testing.assert_array_equal(lstm(x, states)[0].numpy(), trained)  # the LSTM keeps its own weights
 
 
 def he_xavier(tlx):
     import paddle
 
-    expected = {
-        "he": (2 / 400) ** 0.5,
-        "xavier": (2 / 1000) ** 0.5,
-    }  # fan_in 400, fan_out 600
+    expected = {"he": (2 / 400) ** 0.5, "xavier": (2 / 1000) ** 0.5}  # fan_in 400, fan_out 600
     for name in ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform"):
         w = paddle.create_parameter([400, 600], "float32")
         getattr(tlx.ops, name)(w)
         assert abs(w.numpy().std() / expected[name.split("_")[0]] - 1) < 0.02, name
-    w = tlx.nn.Linear(
-        in_features=400, out_features=600, W_init="he_normal"
-    ).weights.numpy()
+    w = tlx.nn.Linear(in_features=400, out_features=600, W_init="he_normal").weights.numpy()
     assert abs(w.std() / expected["he"] - 1) < 0.02
 
 
@@ -161,9 +131,7 @@ def skip_zero_weight_decay(tlx):
 
     decays = []
     call = paddle.regularizer.L2Decay.__call__
-    paddle.regularizer.L2Decay.__call__ = lambda self, *a, **k: (
-        decays.append(1) or call(self, *a, **k)
-    )
+    paddle.regularizer.L2Decay.__call__ = lambda self, *a, **k: decays.append(1) or call(self, *a, **k)
     net = tlx.nn.Linear(in_features=2, out_features=2)
     step = tlx.model.TrainOneStep(
         tlx.model.WithLoss(net, tlx.losses.softmax_cross_entropy_with_logits),
@@ -179,20 +147,13 @@ def take_max_at_argmax(tlx):
     """The harm: paddle's max gradient, 17.9 s for one batch of LSTM states."""
     import paddle
 
-    x = paddle.to_tensor(
-        np.random.default_rng(0).standard_normal((3, 5, 4)).astype("float32"),
-        stop_gradient=False,
-    )
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal((3, 5, 4)).astype("float32"), stop_gradient=False)
     for keepdims in (False, True):
         y = tlx.reduce_max(x, axis=1, keepdims=keepdims)
-        np.testing.assert_array_equal(
-            y.numpy(), x.numpy().max(axis=1, keepdims=keepdims)
-        )
+        np.testing.assert_array_equal(y.numpy(), x.numpy().max(axis=1, keepdims=keepdims))
         (y * paddle.arange(12, dtype="float32").reshape(y.shape)).sum().backward()
         at_max = x.numpy() == x.numpy().max(axis=1, keepdims=True)
-        np.testing.assert_array_equal(
-            x.grad.numpy(), at_max * np.arange(12).reshape(3, 1, 4)
-        )
+        np.testing.assert_array_equal(x.grad.numpy(), at_max * np.arange(12).reshape(3, 1, 4))
         x.clear_gradient()
         assert y.grad_fn.name() != "MaxGradNode", "the gradient is paddle max gradient"
 
@@ -236,13 +197,9 @@ def eval_mode(tlx):
     net, x = Outer(), tlx.ones((4, 5, 8))
     net.set_eval()
     outputs = [tlx.convert_to_numpy(net(x)) for _ in range(3)]
-    assert all((out == outputs[0]).all() for out in outputs), (
-        "dropout is still on after set_eval()"
-    )
+    assert all((out == outputs[0]).all() for out in outputs), "dropout is still on after set_eval()"
     net.set_train()
-    assert not (tlx.convert_to_numpy(net(x)) == outputs[0]).all(), (
-        "dropout is off after set_train()"
-    )
+    assert not (tlx.convert_to_numpy(net(x)) == outputs[0]).all(), "dropout is off after set_train()"
 
 
 def tf_bidirectional(tlx):
@@ -254,9 +211,7 @@ def tf_bidirectional(tlx):
     alone = lstm(x[:1])[0].numpy()
     # the backward direction reads time backwards: at the last step it has seen only the last word
     changed = lstm(tf.concat([x[:1, :-1] + 1, x[:1, -1:]], axis=1))[0].numpy()
-    assert np.allclose(changed[:, -1, 3:], alone[:, -1, 3:], atol=1e-6), (
-        "the backward direction is not reversed"
-    )
+    assert np.allclose(changed[:, -1, 3:], alone[:, -1, 3:], atol=1e-6), "the backward direction is not reversed"
     assert not np.allclose(changed[:, -1, :3], alone[:, -1, :3], atol=1e-6)
 
 
@@ -274,9 +229,7 @@ def ms_train_again(tlx):
     net = Net()
     net.set_eval()
     net.set_train()  # as train does after each validation
-    assert (tlx.convert_to_numpy(net(tlx.ones((4, 50)))) == 0).any(), (
-        "dropout is off after set_train()"
-    )
+    assert (tlx.convert_to_numpy(net(tlx.ones((4, 50)))) == 0).any(), "dropout is off after set_train()"
 
 
 def survive_first_mindspore_op(tlx):
@@ -288,28 +241,15 @@ def give_initializers_a_plain_seed(tlx):
 
 
 def ms_adam_step(tlx):
-    net = tlx.nn.Sequential(
-        [
-            tlx.nn.Embedding(30, 4),
-            tlx.nn.Flatten(),
-            tlx.nn.Linear(in_features=12, out_features=2),
-        ]
-    )
+    net = tlx.nn.Sequential([tlx.nn.Embedding(30, 4), tlx.nn.Flatten(), tlx.nn.Linear(in_features=12, out_features=2)])
     forwards = []
 
     def loss(logits, labels):
         forwards.append(1)
         return tlx.losses.softmax_cross_entropy_with_logits(logits, labels)
 
-    step = tlx.model.TrainOneStep(
-        tlx.model.WithLoss(net, loss),
-        tlx.optimizers.Adam(lr=0.1),
-        net.trainable_weights,
-    )
-    step(
-        tlx.convert_to_tensor(np.array([[1, 2, 3], [4, 5, 6]])),
-        tlx.convert_to_tensor(np.array([0, 1])),
-    )
+    step = tlx.model.TrainOneStep(tlx.model.WithLoss(net, loss), tlx.optimizers.Adam(lr=0.1), net.trainable_weights)
+    step(tlx.convert_to_tensor(np.array([[1, 2, 3], [4, 5, 6]])), tlx.convert_to_tensor(np.array([0, 1])))
     assert len(forwards) == 1, f"one step ran the model forward {len(forwards)} times"
 
 
@@ -328,10 +268,7 @@ def ms_dropout(tlx):
     from imdb_lstm import backend
 
     x = tlx.ones((4, 6, 8))
-    drop, lstm = (
-        tlx.nn.Dropout(p=0.5),
-        tlx.nn.LSTM(8, 8, num_layers=2, dropout=0.5, batch_first=True),
-    )
+    drop, lstm = (tlx.nn.Dropout(p=0.5), tlx.nn.LSTM(8, 8, num_layers=2, dropout=0.5, batch_first=True))
     for layer in (drop, lstm):
         layer.set_train()
 
@@ -341,70 +278,37 @@ def ms_dropout(tlx):
     backend.seed(3)
     first = masks()
     backend.seed(3)
-    assert all((a == b).all() for a, b in zip(first, masks())), (
-        "the same seed gave other dropout"
-    )
+    assert all((a == b).all() for a, b in zip(first, masks())), "the same seed gave other dropout"
     state = backend.rng_state()
     first = masks()
     backend.set_rng_state(state)
-    assert all((a == b).all() for a, b in zip(first, masks())), (
-        "a restored generator gave other dropout"
-    )
+    assert all((a == b).all() for a, b in zip(first, masks())), "a restored generator gave other dropout"
 
 
 # fix name → (backend, the function that needs the fix, what the failure without it says, fixes that need it)
 FIXES = {
     "_skip_torchvision_box_ops": ("torch", nothing, "No module named 'torchvision'"),
     "_accept_remove_duplicate": ("torch", accept_remove_duplicate, "remove_duplicate"),
-    "_keep_rnn_train_method": (
-        "torch",
-        keep_rnn_train_method,
-        "'bool' object is not callable",
-    ),
+    "_keep_rnn_train_method": ("torch", keep_rnn_train_method, "'bool' object is not callable"),
     "_step_real_torch_optimizer": ("torch", step_real_torch_optimizer, "maximize"),
     "_let_interrupts_out_of_convert_to_numpy": (
         "torch",
         let_interrupts_out_of_convert_to_numpy,
         "the interrupt was swallowed",
     ),
-    "_install_fluid_standin": (
-        "paddle",
-        nothing,
-        "No module named 'paddle.fluid'",
-        "_truncate_at_two_sigma",
-    ),
-    "_truncate_at_two_sigma": (
-        "paddle",
-        truncate_at_two_sigma,
-        "not truncated at 2 std",
-    ),
-    "_remove_fluid_standin": (
-        "paddle",
-        remove_fluid_standin,
-        "has no attribute 'CPUPlace'",
-    ),
+    "_install_fluid_standin": ("paddle", nothing, "No module named 'paddle.fluid'", "_truncate_at_two_sigma"),
+    "_truncate_at_two_sigma": ("paddle", truncate_at_two_sigma, "not truncated at 2 std"),
+    "_remove_fluid_standin": ("paddle", remove_fluid_standin, "has no attribute 'CPUPlace'"),
     "_pack_rnn_weights_eagerly": ("paddle", lstm_equals_paddle_lstm, "coalesce_tensor"),
-    "_make_rnn_zero_states": (
-        "paddle",
-        lstm_equals_paddle_lstm,
-        "fill_constant_batch_size_like",
-    ),
+    "_make_rnn_zero_states": ("paddle", lstm_equals_paddle_lstm, "fill_constant_batch_size_like"),
     "_let_gradients_through_frozen_rnns": (
         "paddle",
         let_gradients_through_frozen_rnns,
         "Required tensor shall not be nullptr",
     ),
     "_draw_he_xavier_eagerly": ("paddle", he_xavier, "gaussian_random"),
-    "_skip_zero_weight_decay": (
-        "paddle",
-        skip_zero_weight_decay,
-        "a weight decay of 0 ran 6 times in 3 steps",
-    ),
-    "_take_max_at_argmax": (
-        "paddle",
-        take_max_at_argmax,
-        "the gradient is paddle max gradient",
-    ),
+    "_skip_zero_weight_decay": ("paddle", skip_zero_weight_decay, "a weight decay of 0 ran 6 times in 3 steps"),
+    "_take_max_at_argmax": ("paddle", take_max_at_argmax, "the gradient is paddle max gradient"),
     "_let_interrupts_out_of_filter_grads": (
         "paddle",
         let_interrupts_out_of_filter_grads,
@@ -412,38 +316,14 @@ FIXES = {
     ),
     "_set_train_recursively[torch]": ("torch", eval_mode, "dropout is still on"),
     "_set_train_recursively[paddle]": ("paddle", eval_mode, "dropout is still on"),
-    "_run_lstm_as_compiled_scans[tensorflow]": (
-        "tensorflow",
-        tf_bidirectional,
-        "not reversed",
-    ),
-    "_set_train_mode_everywhere": (
-        "mindspore",
-        ms_train_again,
-        "dropout is off after set_train()",
-    ),
-    "_survive_first_mindspore_op": (
-        "mindspore",
-        survive_first_mindspore_op,
-        "numpy.core.multiarray failed to import",
-    ),
+    "_run_lstm_as_compiled_scans[tensorflow]": ("tensorflow", tf_bidirectional, "not reversed"),
+    "_set_train_mode_everywhere": ("mindspore", ms_train_again, "dropout is off after set_train()"),
+    "_survive_first_mindspore_op": ("mindspore", survive_first_mindspore_op, "numpy.core.multiarray failed to import"),
     "_restore_checkparam_names": ("mindspore", nothing, "cannot import name 'Rel'"),
     "_alias_grad_base": ("mindspore", nothing, "No module named 'mindspore.ops._grad'"),
-    "_give_initializers_a_plain_seed": (
-        "mindspore",
-        give_initializers_a_plain_seed,
-        "The only supported seed types",
-    ),
+    "_give_initializers_a_plain_seed": ("mindspore", give_initializers_a_plain_seed, "The only supported seed types"),
     "_gather_embeddings_densely": ("mindspore", ms_adam_step, "must be equal to"),
-    "_one_forward_pass_per_step": (
-        "mindspore",
-        ms_adam_step,
-        "ran the model forward 2 times",
-    ),
-    "_run_mindspore_lstm_fused": (
-        "mindspore",
-        ms_lstm_loop,
-        "ran the LSTM cell 50 times",
-    ),
+    "_one_forward_pass_per_step": ("mindspore", ms_adam_step, "ran the model forward 2 times"),
+    "_run_mindspore_lstm_fused": ("mindspore", ms_lstm_loop, "ran the LSTM cell 50 times"),
     "_seed_each_dropout_call": ("mindspore", ms_dropout, "other dropout"),
 }
