@@ -263,11 +263,14 @@ def test_train_can_start_its_embedding_from_the_pretrained_vectors(here):
 @pytest.mark.parametrize("backend", ["torch", "paddle"])
 def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epochs(tmp_path, backend, request):
     repo = prepared_repo(tmp_path, backend=backend)
-    if backend == IN_PROCESS:
-        request.getfixturevalue("tlx")
-        train = lambda: (run_here(repo, "pretrain"), run_here(repo, "train"))  # noqa: E731
-    else:
-        train = lambda: repo.run("dvc", "repro", "train")  # noqa: E731
+    in_process = backend == IN_PROCESS and request.getfixturevalue("tlx")
+
+    def train():
+        if in_process:
+            run_here(repo, "pretrain")
+            run_here(repo, "train")
+        else:
+            repo.run("dvc", "repro", "train")
     pretrain = {"use": True, "frozen_epochs": 2, "fine_tune_lr": 0.01}
     set_params(repo.path / "params.yaml", {"epochs": 2, "lr": 0.003, "pretrain": pretrain})
     train()
