@@ -94,6 +94,14 @@ def tlx():
 
 
 @pytest.fixture(scope="session")
+def loaded(tlx):
+    """LOADED, as the `tlx` fixture filled it. A test reads it through this fixture, not by importing it: a
+    second pytest session in one process (mutmut's workers) imports conftest afresh, and a test module kept
+    from the first would hold the first session's empty dict."""
+    return LOADED
+
+
+@pytest.fixture(scope="session")
 def model(tlx):
     """imdb_lstm.model, which builds on the loaded tlx."""
     import imdb_lstm.model

@@ -11,13 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import IN_PROCESS, LOADED
+from compat_fixes import FIXES
+from conftest import IN_PROCESS
 from helpers import records_gradient, weights_of
 from imdb_lstm import backend, backends
 from imdb_lstm.errors import PipelineError
-from compat_fixes import FIXES
-
-PINNED = LOADED["environment"]  # what backend.load set
 
 
 PINS = {  # what each backend's KERNELS must set (written out: a mutated KERNELS must not pass)
@@ -29,16 +27,17 @@ PINS = {  # what each backend's KERNELS must set (written out: a mutated KERNELS
 }
 
 
-def test_loading_pins_the_kernels_and_applies_every_fix(tlx):
+def test_loading_pins_the_kernels_and_applies_every_fix(tlx, loaded):
     """First in this file: the test in which backend.load runs, so a mutation tool maps the load's code
     (pins, the backend's compat.py fixes) to this test, which runs what each fix makes work: the code
     that tests/test_compat.py shows failing without it, and for torch a closer look."""
-    assert {name: PINNED.get(name) for name in PINS[IN_PROCESS]} == PINS[IN_PROCESS]
-    assert backends.get(IN_PROCESS).KERNELS == PINS[IN_PROCESS] and PINNED["TL_BACKEND"] == IN_PROCESS
-    assert PINNED["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", "1000")
+    pinned = loaded["environment"]  # what backend.load set
+    assert {name: pinned.get(name) for name in PINS[IN_PROCESS]} == PINS[IN_PROCESS]
+    assert backends.get(IN_PROCESS).KERNELS == PINS[IN_PROCESS] and pinned["TL_BACKEND"] == IN_PROCESS
+    assert pinned["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", "1000")
     # tlx 0.5.8 warns at import that each backend is newer than it knows, paddle that it has no ccache:
     # noise a stage's log should not carry
-    assert not [w for w in LOADED["warnings"] if w.startswith(("The version of the backend", "No ccache found"))]
+    assert not [w for w in loaded["warnings"] if w.startswith(("The version of the backend", "No ccache found"))]
     assert tlx.logging.get_verbosity() == tlx.logging.WARN, "tlx would log every layer it builds"
     fixes = [fix for fix, (fixed, *_) in FIXES.items() if fixed == IN_PROCESS]
     assert fixes, f"no compat fix of {IN_PROCESS} is checked"
@@ -47,9 +46,9 @@ def test_loading_pins_the_kernels_and_applies_every_fix(tlx):
     if IN_PROCESS == "torch":
         torch_fixes_in_depth(tlx)
     elif IN_PROCESS == "tensorflow":
-        assert PINNED["TF_CPP_MIN_LOG_LEVEL"] == os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+        assert pinned["TF_CPP_MIN_LOG_LEVEL"] == os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
     elif IN_PROCESS == "mindspore":
-        assert PINNED["GLOG_v"] == os.environ.get("GLOG_v", "3")
+        assert pinned["GLOG_v"] == os.environ.get("GLOG_v", "3")
 
 
 def torch_fixes_in_depth(tlx):
