@@ -1,4 +1,5 @@
 """A copy of the project as its own git + DVC repository in a temp folder, with a tiny archive."""
+import atexit
 import contextlib
 import importlib
 import json
@@ -8,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-
 from pathlib import Path
 
 import pytest
@@ -112,7 +112,9 @@ def prepared_repo(tmp_path, backend="torch", **archive):
     per test process, so each test skips the two stages it does not test."""
     key = (backend, tuple(sorted(archive.items())))
     if key not in _PREPARED:
-        template = make_repo(Path(tempfile.mkdtemp(prefix="prepared-")), backend, **archive)
+        folder = Path(tempfile.mkdtemp(prefix="prepared-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        template = make_repo(folder, backend, **archive)
         template.run("dvc", "repro", "prepare")
         template.commit("prepared")
         _PREPARED[key] = template
