@@ -2,7 +2,7 @@
 
     python benchmarks/run.py --write BENCHMARKS.md  # everything on the CPU
     python benchmarks/run.py --only epoch --device gpu --batch-sizes 64 256   # the GPU measure
-    python benchmarks/run.py --quick               # every epoch measure on tiny inputs (the tests run it)
+    python benchmarks/run.py --quick               # every measure on tiny inputs (the tests run it)
 
 Timings are medians of --repeats runs; each tlx/plain ratio is the median of ratios measured in
 the same process, alternating the two, because a shared machine is noisy. Training epochs use
@@ -322,7 +322,8 @@ def main():
     parser.add_argument("--only", nargs="*", choices=["epoch", "kernels", "stages", "e2e"],
                         default=["epoch", "kernels", "stages", "e2e"])
     parser.add_argument("--quick", action="store_true",
-                        help="every measure once, epochs on 256 reviews: checks that they all run")
+                        help="every measure once, epochs on 256 reviews, kernels on the first backend only: "
+                             "checks that they all run")
     parser.add_argument("--params", type=Path,
                         help="a params.yaml for the stage and end-to-end measures (e.g. a tiny archive's)")
     parser.add_argument("--backends", nargs="*", default=backends.installed(), choices=backends.NAMES,
@@ -351,7 +352,7 @@ def main():
                 add(f"one epoch ({args.reviews} × {SEQ_LEN}) on {args.device}, batch {batch_size}: "
                     f"tlx+{backend_name} ÷ plain {backend_name}", f"{ratio:.3f} ({ours:.1f} s ÷ {plain:.1f} s)")
     if "kernels" in args.only:
-        for backend_name in args.backends:
+        for backend_name in args.backends[:1] if args.quick else args.backends:
             seconds = {True: [], False: []}
             for _ in range(args.repeats):  # alternate pinned and free processes: a shared machine drifts
                 for pinned in seconds:

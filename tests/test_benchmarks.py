@@ -25,7 +25,8 @@ def test_quick_benchmark_runs_every_measure(tmp_path):
     measures = [row.split("|")[1].strip() for row in rows]
     for backend in ("torch", "paddle"):
         assert any(f"tlx+{backend} ÷ plain {backend}" in m for m in measures), done.stdout
-        assert any(f"tlx+{backend} epoch" in m and "pinned" in m for m in measures), done.stdout
+    # the kernels measure is the same code for every backend: quick runs it on the first
+    assert [m.split()[1] for m in measures if "pinned" in m] == ["tlx+torch"], done.stdout
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert [m for m in measures if "--force -s" in m] == [f"`dvc repro --force -s {s}`" for s in stages]
     for name in ("`prepare` of the whole archive", "`evaluate` of the whole test split",

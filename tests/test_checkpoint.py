@@ -43,39 +43,50 @@ def test_a_killed_training_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp
     assert outputs(repo) == after_resume
 
 
-def test_a_killed_run_without_validation_resumes_as_the_embedding_thaws_and_other_params_start_over(tmp_path):
+def train_here(repo, capsys):
+    """Run train in this process (project.run_here); returns what it logged."""
+    capsys.readouterr()
+    run_here(repo, "train")
+    return capsys.readouterr().err
+
+
+def test_a_killed_run_without_validation_resumes_as_the_embedding_thaws_and_other_params_start_over(
+        tlx, tmp_path, capsys):
     """No validation: the checkpoint has no best weights, and its other groups must not shift into their
-    slots. Killed at the last frozen epoch: epoch 3 tunes everything, with a fresh optimizer."""
+    slots. Killed at the last frozen epoch: epoch 3 tunes everything, with a fresh optimizer. (The kill needs
+    a process of its own; the runs after it need none.)"""
     repo = prepared_repo(tmp_path)
-    set_params(repo.path / "params.yaml", {"epochs": 4, "pretrain": {"use": True, "frozen_epochs": 2}})
-    repo.run("dvc", "repro", "pretrain")
+    set_params(repo.path / "params.yaml", {"epochs": 4, "pretrain": {"use": True, "frozen_epochs": 2},
+                                           "backend": IN_PROCESS})
+    run_here(repo, "pretrain")
     kill_after_epoch(repo, 2)
-    assert "resuming after epoch 2" in repo.run("dvc", "repro", "train").stderr
+    assert "resuming after epoch 2" in train_here(repo, capsys)
     without_validation = OUTPUTS[:-1]
     after_resume = outputs(repo, without_validation)
-    repo.run("dvc", "repro", "--force", "train")
+    assert "resuming" not in train_here(repo, capsys), "a run as long as the checkpoint's starts over"
     assert outputs(repo, without_validation) == after_resume
     # the finished run's checkpoint was made for lr 0.01: a longer run of lr 0.02 starts over
     set_params(repo.path / "params.yaml", {"lr": 0.02, "epochs": 5})
-    other = repo.run("dvc", "repro", "train")
-    assert "resuming" not in other.stderr and "epoch 1/5" in other.stderr
+    other = train_here(repo, capsys)
+    assert "resuming" not in other and "epoch 1/5" in other
 
 
-def test_a_longer_run_goes_on_from_a_finished_ones_last_epoch_and_a_shorter_one_starts_over(tmp_path):
+def test_a_longer_run_goes_on_from_a_finished_ones_last_epoch_and_a_shorter_one_starts_over(
+        tlx, tmp_path, capsys):
     repo = prepared_repo(tmp_path)
-    set_params(repo.path / "params.yaml", {**RESUMABLE, "epochs": 2})
-    repo.run("dvc", "repro", "train")
+    set_params(repo.path / "params.yaml", {**RESUMABLE, "epochs": 2, "backend": IN_PROCESS})
+    train_here(repo, capsys)
     two_epochs = outputs(repo)
     set_params(repo.path / "params.yaml", {"epochs": 3})  # as `dvc exp run -S epochs=3` sets it
-    longer = repo.run("dvc", "repro", "train")
-    assert "resuming after epoch 2" in longer.stderr and "epoch 1/" not in longer.stderr
+    longer = train_here(repo, capsys)
+    assert "resuming after epoch 2" in longer and "epoch 1/" not in longer
     extended = outputs(repo)
-    straight = repo.run("dvc", "repro", "--force", "train")  # as long as the checkpoint's run: starts over
-    assert "resuming" not in straight.stderr and "epoch 1/3" in straight.stderr
+    straight = train_here(repo, capsys)  # as long as the checkpoint's run (`dvc repro --force`): starts over
+    assert "resuming" not in straight and "epoch 1/3" in straight
     assert outputs(repo) == extended
     set_params(repo.path / "params.yaml", {"epochs": 2})
-    shorter = repo.run("dvc", "repro", "train")
-    assert "resuming" not in shorter.stderr and "epoch 1/2" in shorter.stderr
+    shorter = train_here(repo, capsys)
+    assert "resuming" not in shorter and "epoch 1/2" in shorter
     assert outputs(repo) == two_epochs
 
 

@@ -4,6 +4,7 @@ Each stage runs for real on the tests' small archive, with load_params wrapped t
 stage reads, and sys.modules read at the end for the project modules it imported."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from project import TINY, make_project
+from project import TINY, make_project, set_params
 
 RECORD = """
 import json, runpy, sys
@@ -51,28 +52,40 @@ finally:
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
-# every option that makes a stage read more params: validation, pretrained vectors frozen then tuned; and
-# the language model (which starts from the vectors), frozen then tuned
-SETTINGS = [{**TINY, "epochs": 2, "validation": 0.5, "pretrain": {"use": True, "frozen_epochs": 1}},
-            {**TINY, "epochs": 2, "validation": 0.5, "pretrain": {"use": True},
-             "lm": {"use": True, "output_words": 20, "steps": 8, "frozen_epochs": 1}}]
+# every option that makes a stage read more params: the language model (which starts from the pretrained
+# vectors) frozen then tuned, with validation; and, for train alone (the one stage that reads them
+# differently), pretrained vectors frozen then tuned
+EVERY_STAGE = {**TINY, "epochs": 2, "validation": 0.5, "pretrain": {"use": True},
+               "lm": {"use": True, "output_words": 20, "steps": 8, "frozen_epochs": 1}}
+TRAIN_ALSO = {"lm": {"use": False}, "pretrain": {"frozen_epochs": 1}}
+
+
+def record(project, cache, stage):
+    """{"modules": [...], "params": [...]}: what `stage` imports and reads, run in its own process in `project`."""
+    module = STAGES[stage]["cmd"].split()[-1]
+    done = subprocess.run([sys.executable, "-c", RECORD, module], cwd=project, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "IMDB_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """{stage: {"modules": [...], "params": [...]}} from running every stage, in dvc.yaml's order, once
-    with each of SETTINGS: what any of them imports or reads."""
+    """{stage: {"modules": [...], "params": [...]}} from running every stage, in dvc.yaml's order, with
+    EVERY_STAGE, then train once more with TRAIN_ALSO: what any of those runs imports or reads."""
     result = {stage: {"modules": set(), "params": set()} for stage in STAGES}
-    for settings in SETTINGS:
-        project, cache = make_project(tmp_path_factory.mktemp("dvc_yaml"), settings)
-        for stage, spec in STAGES.items():
-            module = spec["cmd"].split()[-1]
-            done = subprocess.run([sys.executable, "-c", RECORD, module], cwd=project, capture_output=True,
-                                  text=True, timeout=600,
-                                  env={**os.environ, "IMDB_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)})
-            assert done.returncode == 0, done.stderr[-3000:]
-            for key, values in json.loads(done.stdout.strip().splitlines()[-1]).items():
-                result[stage][key] |= set(values)
+
+    def add(stage, project):
+        for key, values in record(project, cache, stage).items():
+            result[stage][key] |= set(values)
+
+    folder = tmp_path_factory.mktemp("dvc_yaml")
+    project, cache = make_project(folder, EVERY_STAGE)
+    for stage in STAGES:
+        add(stage, project)
+    shutil.copytree(project, folder / "train_also")  # with the inputs train reads under TRAIN_ALSO too
+    set_params(folder / "train_also/params.yaml", TRAIN_ALSO)
+    add("train", folder / "train_also")
     return {stage: {key: sorted(values) for key, values in found.items()} for stage, found in result.items()}
 
 

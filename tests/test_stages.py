@@ -1,4 +1,5 @@
 """Stages that meet bad data or are stopped: a clear error, a non-zero exit, nothing half-written."""
+import functools
 import shutil
 import signal
 import subprocess
@@ -72,8 +73,8 @@ def test_prepare_builds_the_vocabulary_from_the_training_split_only(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_repro_runs(tmp_path, signum):
-    repo = prepared_repo(tmp_path)
+def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_run_trains(here, signum):
+    repo = here
     set_params(repo.path / "params.yaml", {"epochs": 1000})
     # as from a terminal: a shell that starts jobs in the background makes them ignore SIGINT
     train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
@@ -88,7 +89,8 @@ def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_repro_runs(t
     assert "interrupted: no outputs were written" in stderr
     assert leftovers(repo, "tokens", "prepared") == []
     set_params(repo.path / "params.yaml", {"epochs": 2})
-    assert "Running stage 'train'" in repo.run("dvc", "repro", "train").stdout
+    run_here(repo, "train")
+    assert repo.json("metrics/train.json")["epochs_run"] == 2
 
 
 def test_a_loss_that_becomes_nan_stops_training_with_a_clear_error(here, monkeypatch):
@@ -265,14 +267,12 @@ def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epoch
     repo = prepared_repo(tmp_path, backend=backend)
     in_process = backend == IN_PROCESS and request.getfixturevalue("tlx")
 
-    def train():
-        if in_process:
-            run_here(repo, "pretrain")
-            run_here(repo, "train")
-        else:
-            repo.run("dvc", "repro", "train")
+    def run(stage):
+        run_here(repo, stage) if in_process else repo.run("python", "-m", f"stages.{stage}")
+    train = functools.partial(run, "train")
     pretrain = {"use": True, "frozen_epochs": 2, "fine_tune_lr": 0.01}
     set_params(repo.path / "params.yaml", {"epochs": 2, "lr": 0.003, "pretrain": pretrain})
+    run("pretrain")
     train()
     vectors = np.load(repo.path / "data/pretrained/vectors.npy")
     with np.load(repo.path / "data/model/weights.npz") as weights:
