@@ -13,6 +13,7 @@ from imdb_lstm.errors import PipelineError
 _loaded = None
 _entry = None  # the imdb_lstm.backends module of the loaded backend
 _device = None
+_module_classes = {}  # model layers class → its tlx.nn.Module class (module_class)
 
 
 def load(name, device="cpu", reproducible=True):
@@ -67,6 +68,15 @@ def tlx():
     if _loaded is None:
         raise RuntimeError("call imdb_lstm.backend.load(name) before building a model")
     return _loaded
+
+
+def module_class(layers):
+    """`layers` (a class of a model's layers and methods) joined to the loaded tlx's nn.Module, made once: a
+    model class cannot exist before `load`, which picks the module it derives from."""
+    if layers not in _module_classes:
+        name = layers.__name__.removesuffix("Layers")
+        _module_classes[layers] = type(name, (layers, tlx().nn.Module), {"__module__": layers.__module__})
+    return _module_classes[layers]
 
 
 def version():

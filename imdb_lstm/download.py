@@ -109,6 +109,7 @@ def _download_to_cache(url, sha256, cached):
 
 def _download(url, dest):
     """Download `url` to `dest`, trying again, after a growing wait, when the failure may pass."""
+    problem = None  # the last attempt's failure
     for attempt in range(RETRIES + 1):
         if attempt:
             wait = BACKOFF_S * 2 ** (attempt - 1)

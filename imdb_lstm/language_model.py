@@ -1,7 +1,8 @@
 """The LSTM language model the `lm` stage trains, and how train starts the classifier from it.
 
-Import after `imdb_lstm.backend.load(...)`. The LM is the classifier's embedding and LSTM
-(params.yaml's model.embedding_dim, hidden_size, num_layers; one direction) with a softmax on top
+`LanguageModel` exists once `imdb_lstm.backend.load(...)` has run, as model.py's SentimentLSTM. The LM
+is the classifier's embedding and LSTM (params.yaml's model.embedding_dim, hidden_size, num_layers; one
+direction) with a softmax on top
 that predicts the next word. A softmax over the whole vocabulary would cost 5-10x the rest of a
 step on a CPU (CONTRIBUTING.md, `lm.output_words`); this one predicts the next word among the
 `output_words` - 1 lowest ids, which are the most frequent words (prepare ranks them), and one
@@ -18,13 +19,15 @@ from imdb_lstm.errors import PipelineError, quote
 from imdb_lstm.files import read_weights, write_npz
 from imdb_lstm.text import words_sha256
 
-tlx = backend.tlx()
 ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # what the classifier must share
 
 
-class LanguageModel(tlx.nn.Module):
+class LanguageModelLayers:
+    """LanguageModel's layers and forward pass, joined to the loaded backend's tlx.nn.Module by `__getattr__`."""
+
     def __init__(self, vocab_size, embedding_dim, hidden_size, num_layers, output_words):
         super().__init__()
+        tlx = backend.tlx()
         self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
                        "num_layers": num_layers, "output_words": output_words}
         # the same layers, built the same way, as SentimentLSTM's: their weights fit one another
@@ -35,7 +38,14 @@ class LanguageModel(tlx.nn.Module):
     def forward(self, ids):
         """(batch × steps, output_words) logits of each next word, row by row."""
         states, _ = self.lstm(self.embedding(ids))
-        return self.output(tlx.reshape(states, (-1, self.config["hidden_size"])))
+        return self.output(backend.tlx().reshape(states, (-1, self.config["hidden_size"])))
+
+
+def __getattr__(name):
+    """`LanguageModel`: LanguageModelLayers on the loaded backend's tlx.nn.Module."""
+    if name == "LanguageModel":
+        return backend.module_class(LanguageModelLayers)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def save_lm(net, folder, words_sha256):
@@ -43,7 +53,7 @@ def save_lm(net, folder, words_sha256):
     folder = Path(folder)
     info = {**net.config, "trained_on": backend.version(), "words_sha256": words_sha256}
     (folder / "lm.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    write_npz(folder / "weights.npz", [tlx.convert_to_numpy(w) for w in net.all_weights])
+    write_npz(folder / "weights.npz", [backend.tlx().convert_to_numpy(w) for w in net.all_weights])
 
 
 def start_from_lm(net, folder, words):
@@ -68,5 +78,5 @@ def start_from_lm(net, folder, words):
     layers = [*net.embedding.all_weights, *net.lstm.all_weights]
     weights = read_weights(folder / "weights.npz", [tuple(w.shape) for w in layers], "lm.json",
                            "rerun `dvc repro lm`")
-    tlx.files.assign_weights(weights[:1], net.embedding)
-    tlx.files.assign_weights(weights[1:], net.lstm)
+    backend.tlx().files.assign_weights(weights[:1], net.embedding)
+    backend.tlx().files.assign_weights(weights[1:], net.lstm)

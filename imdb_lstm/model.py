@@ -1,6 +1,7 @@
 """The classifier: Embedding → LSTM over time → mean over time → Linear+ReLU → Linear (2 logits).
 
-Import after `imdb_lstm.backend.load(...)`: the layers come from the tlx it loaded.
+`SentimentLSTM` is a tlx.nn.Module of the backend loaded, so it exists once `imdb_lstm.backend.load(...)`
+has run; importing this module needs no backend.
 Saved as two files in one folder: model.json (architecture, backend) and weights.npz
 (tlx's `npz` layout, members "0", "1", ... in `all_weights` order, which loads on either backend).
 """
@@ -16,18 +17,20 @@ from imdb_lstm.files import read_weights, weight_shapes, write_npz
 from imdb_lstm.params import SCHEMA, check
 from imdb_lstm.text import PAD, lengths, trim_padding
 
-tlx = backend.tlx()
 # model.json: the architecture, checked as params.yaml's `model:` is, plus the vocabulary size.
 MODEL_FILE_SCHEMA = {"vocab_size": (int, lambda v: 3 <= v <= 1_000_002, "an integer from 3 to 1000002"),
                      **SCHEMA["model"]}
 
 
-class SentimentLSTM(tlx.nn.Module):
-    """The defaults are the tutorial's model; the options (params.yaml's `model:`) make larger ones."""
+class SentimentLSTMLayers:
+    """SentimentLSTM's layers and forward pass, joined to the loaded backend's tlx.nn.Module by
+    `__getattr__` below. The defaults are the tutorial's model; the options (params.yaml's `model:`)
+    make larger ones."""
 
     def __init__(self, vocab_size, embedding_dim, hidden_size, bidirectional=False, num_layers=1,
                  pooling="mean", dropout=0.0, trim_padding=False, embedding_dropout=0.0):
         super().__init__()
+        tlx = backend.tlx()
         # trim_padding is how the model reads its input, not a layer: training feeds it batches of
         # similar-length reviews without their shared padding, predict_logits each review at its own length.
         self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
@@ -64,6 +67,7 @@ class SentimentLSTM(tlx.nn.Module):
 
     def pool(self, states, ids):
         """One vector per review from the LSTM's states at every step; `masked_` skips padding."""
+        tlx = backend.tlx()
         if self.pooling == "mean":
             return tlx.reduce_mean(states, axis=1)
         if self.pooling == "max":
@@ -75,6 +79,13 @@ class SentimentLSTM(tlx.nn.Module):
         if self.pooling == "masked_mean":
             return mean
         return tlx.concat([mean, tlx.reduce_max(states - (1 - words) * 1e9, axis=1)], axis=1)
+
+
+def __getattr__(name):
+    """`SentimentLSTM`: SentimentLSTMLayers on the loaded backend's tlx.nn.Module."""
+    if name == "SentimentLSTM":
+        return backend.module_class(SentimentLSTMLayers)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parameter_count(config):
@@ -95,7 +106,7 @@ def save_model(net, folder, vocabulary):
     if not info["embedding_dropout"]:  # written only when used: other models keep the bytes they had before it
         del info["embedding_dropout"]
     (folder / "model.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    write_npz(folder / "weights.npz", [tlx.convert_to_numpy(w) for w in net.all_weights])
+    write_npz(folder / "weights.npz", [backend.tlx().convert_to_numpy(w) for w in net.all_weights])
 
 
 def load_model(folder):
@@ -110,9 +121,9 @@ def load_model(folder):
     shapes = weight_shapes(weights_file, fix)
     if sum(math.prod(shape) for shape in shapes) != parameter_count(info):
         raise PipelineError(f"{weights_file} does not fit model.json: {fix}")
-    net = SentimentLSTM(**info)
+    net = backend.module_class(SentimentLSTMLayers)(**info)
     weights = read_weights(weights_file, [tuple(w.shape) for w in net.all_weights], "model.json", fix, exact=True)
-    tlx.files.assign_weights(weights, net)
+    backend.tlx().files.assign_weights(weights, net)
     net.set_eval()
     net.vocabulary = vocabulary
     return net
@@ -153,7 +164,7 @@ def predict_logits(net, ids, batch_size=500):
     if len(ids) and ids.max() >= net.config["vocab_size"]:
         raise PipelineError(f"word ids reach {ids.max()}, but the model knows {net.config['vocab_size']} words: "
                             "the prepared data changed since training; run `dvc repro`")
-    logits = np.empty((len(ids), 2))
+    logits, tlx = np.empty((len(ids), 2)), backend.tlx()
     with backend.no_grad():
         for batch in batches:
             rows = trim_padding(ids[batch]) if net.config["trim_padding"] else ids[batch]

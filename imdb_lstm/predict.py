@@ -1,4 +1,4 @@
-"""Classify new reviews with the trained model: `python -m imdb_lstm.predict "What a film!"`.
+"""Classify new reviews with the trained model: `imdb-predict "What a film!"`.
 
 Reviews come from the arguments, from --file (one review per line) or from stdin (one per line).
 Prints `label probability review` per review, or JSON with --json. Runs on either backend,
@@ -15,15 +15,15 @@ import numpy as np
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote, run_stage
 from imdb_lstm.metrics import log_softmax
+from imdb_lstm.model import load_model, predict_logits
 from imdb_lstm.params import BACKENDS, DEVICES, SCHEMA, check
 from imdb_lstm.text import encode
-
 
 ENCODING_SCHEMA = {key: SCHEMA["data"][key] for key in ("seq_len", "truncate", "pad")}
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m imdb_lstm.predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="imdb-predict", description=__doc__.split("\n")[0])
     parser.add_argument("reviews", nargs="*", help="review texts (default: read --file or stdin)")
     parser.add_argument("--file", type=Path, help="a text file with one review per line")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
@@ -74,8 +74,6 @@ def main(argv=None):
     reviews = read_reviews(args)
     words, encoding, vocabulary = read_vocabulary(args.vocab)
     backend.load(args.backend, args.device)
-    from imdb_lstm.model import load_model, predict_logits
-
     net = load_model(args.model)
     if net.vocabulary not in (None, vocabulary):
         raise PipelineError(f"{args.vocab} is not the vocabulary {args.model} was trained with: run `dvc repro`, "
@@ -91,5 +89,10 @@ def main(argv=None):
             print(f"{result['label']:8} {result['probability']:.4f}  {result['review']}")
 
 
-if __name__ == "__main__":
+def cli():
+    """The installed `imdb-predict` command."""
     run_stage(main, lock=False)  # reads only: it may run while a stage trains
+
+
+if __name__ == "__main__":
+    cli()

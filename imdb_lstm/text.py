@@ -93,7 +93,8 @@ def pad_rows(ids, offsets, vocab_size, seq_len, truncate, pad):
     column = seq_len - kept if pad == "pre" else np.zeros_like(kept)  # where it goes
     step = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)  # 0, 1, ... within each row
     rows = np.full((len(kept), seq_len), PAD, dtype=np.int64)
-    rows[np.repeat(np.arange(len(kept)), kept), np.repeat(column, kept) + step] = model_ids[np.repeat(first, kept) + step]
+    row, within = np.repeat(np.arange(len(kept)), kept), np.repeat(column, kept) + step
+    rows[row, within] = model_ids[np.repeat(first, kept) + step]
     return rows
 
 

@@ -93,7 +93,8 @@ class VirtualAdversarialLoss:
         vectors = self.net.embed(ids)
         # the power iteration's start: a step along `direction` too small to change the answer much (a constant)
         norms = np.sqrt((tlx.convert_to_numpy(vectors).astype(np.float64) ** 2).sum(axis=(1, 2), keepdims=True))
-        start = vectors + tlx.convert_to_tensor((FINITE_STEP * norms * tlx.convert_to_numpy(direction)).astype(np.float32))
+        step = (FINITE_STEP * norms * tlx.convert_to_numpy(direction)).astype(np.float32)
+        start = vectors + tlx.convert_to_tensor(step)
         return backend.adversarial_objective(divergence_at, divergence_at, start, self.push)
 
     def push(self, gradient, vectors):

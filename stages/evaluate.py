@@ -12,6 +12,7 @@ from imdb_lstm import backend
 from imdb_lstm.errors import run_stage
 from imdb_lstm.files import write_csv, write_json
 from imdb_lstm.metrics import classification_metrics
+from imdb_lstm.model import load_model, predict_logits
 from imdb_lstm.params import load_params
 
 DATA = Path("data/prepared")
@@ -22,8 +23,6 @@ ROC_POINTS = 200  # enough for a smooth curve in `dvc plots`, small enough to co
 def main():
     params = load_params()
     backend.load(params["backend"], params["device"], params["reproducible"])
-    from imdb_lstm.model import load_model, predict_logits
-
     start = time.perf_counter()
     net = load_model(MODEL)
     ids, labels = np.load(DATA / "test_ids.npy"), np.load(DATA / "test_labels.npy")

@@ -4,10 +4,10 @@ Reads data/raw/aclImdb_v1.tar.gz (the 25,000 training and 50,000 unlabelled revi
 test split), and with pretrain.use data/pretrained/vectors.npy (the LM's embedding starts from them).
 Its vocabulary is prepare's (the data.vocab_size most frequent words of the training split), made
 here from the archive, not read from data/prepared/vocab.json: that file also holds data.seq_len and
-the padding settings, and a change to those must not cost a new language model. Writes data/lm/ (imdb_lstm/language_model.py: the embedding and
-LSTM that train starts from) and metrics/lm.json: the LM's perplexity and next-word accuracy on
-held-out reviews (2 % of those it reads, chosen by the seed, never trained on). Perplexity and
-accuracy count the "rarer word" class as one word (see language_model.py).
+the padding settings, and a change to those must not cost a new language model. Writes data/lm/
+(imdb_lstm/language_model.py: the embedding and LSTM that train starts from) and metrics/lm.json:
+the LM's perplexity and next-word accuracy on held-out reviews (2 % of those it reads, chosen by the
+seed, never trained on). Perplexity and accuracy count the "rarer word" class as one word (see language_model.py).
 The reviews, in a seeded order, make one stream of words, cut into rows of lm.steps words; each
 epoch visits the rows in a new seeded order, lm.batch_size at a time, each from a zero state (as the
 classifier reads a review). Every CHECKPOINT_STEPS steps it keeps a checkpoint: a killed run

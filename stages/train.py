@@ -35,8 +35,16 @@ from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import bar, log_line
 from imdb_lstm.text import PROCESSES, encode, lengths
-from imdb_lstm.training import (CountingLoss, WeightAverage, batch_order, hold_out, make_step, start_from_vectors,
-                                train_epoch, unlabelled_batches)
+from imdb_lstm.training import (
+    CountingLoss,
+    WeightAverage,
+    batch_order,
+    hold_out,
+    make_step,
+    start_from_vectors,
+    train_epoch,
+    unlabelled_batches,
+)
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 DATA = Path("data/prepared")

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from imdb_lstm import backend, backends
+from imdb_lstm.errors import PipelineError
 
-from imdb_lstm import backend, backends  # noqa: E402 (after the path above)
-from imdb_lstm.errors import PipelineError  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_backend(backend, code, without=(), timeout=300, cwd=ROOT):

@@ -4,13 +4,12 @@ import json
 import zipfile
 
 import numpy as np
-
 from conftest import IN_PROCESS
-
 
 # A python program's last line that prints its peak memory in MB: the high-water mark of its own address space.
 # (getrusage's ru_maxrss would carry over the peak of the process that started it, across fork and exec.)
-PRINT_PEAK_MB = 'print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) // 1024)\n'
+PRINT_PEAK_MB = ('print(next(int(line.split()[1]) for line in open("/proc/self/status") '
+                 'if line.startswith("VmHWM:")) // 1024)\n')
 
 
 def weights_of(tlx, net):

@@ -7,9 +7,9 @@ process (TESTING.md): these tests let it see the backend-facing code run.
 
 import numpy as np
 import pytest
-
 from conftest import IN_PROCESS
 from helpers import spread_weights, weights_of
+
 from imdb_lstm import backends
 
 

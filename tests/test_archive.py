@@ -9,10 +9,10 @@ import tarfile
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from helpers import PRINT_PEAK_MB
 from imdb_fixture import make_archive, member_info, write_archive
+
 from imdb_lstm import archive
 from imdb_lstm.archive import Review, fingerprint, iter_reviews
 from imdb_lstm.errors import PipelineError
@@ -370,7 +370,8 @@ def test_a_pax_size_overrides_the_header_and_pax_records_last_one_member(tmp_pat
               + b"z" * 1000 + bytes(24) + _header("aclImdb/next", b"0", 2) + b"ok".ljust(512, b"\0") + bytes(1024))
     path = tmp_path / "pax.tar.gz"
     path.write_bytes(gzip.compress(blocks, mtime=0))
-    assert tar_members_as_read(path) == [("renamedX", b"0", 1000, "", b"z" * 1000), ("aclImdb/next", b"0", 2, "", b"ok")]
+    assert tar_members_as_read(path) == [("renamedX", b"0", 1000, "", b"z" * 1000),
+                                         ("aclImdb/next", b"0", 2, "", b"ok")]
 
 
 def test_an_extended_header_may_hold_64_kb_and_no_more(tmp_path):

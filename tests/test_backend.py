@@ -10,13 +10,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from compat_fixes import FIXES
 from conftest import IN_PROCESS
 from helpers import records_gradient, weights_of
+
 from imdb_lstm import backend, backends
 from imdb_lstm.errors import PipelineError
-
 
 PINS = {  # what each backend's KERNELS must set (written out: a mutated KERNELS must not pass)
     "torch": {"ONEDNN_DEFAULT_FPMATH_MODE": "STRICT"},

@@ -5,8 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import BACKENDS, IN_PROCESS_FILES, ROOT, require
+
 from imdb_lstm import backends
 from imdb_lstm.errors import PipelineError
 
@@ -107,7 +107,8 @@ words = [str(w) for w in range(48)]
 ids = encode([" ".join(rng.choice(words, n)) for n in (3, 7, 7, 12, 1, 5, 12, 3)], words, 16, "pre", "pre")
 np.save(FOLDER / "together.npy", predict_logits(net, ids, batch_size=2))
 own_words = [row[row != 0][None] for row in ids]  # each review alone, no padding at all
-np.save(FOLDER / "alone.npy", np.concatenate([tlx.convert_to_numpy(net(tlx.convert_to_tensor(row))) for row in own_words]))
+alone = [tlx.convert_to_numpy(net(tlx.convert_to_tensor(row))) for row in own_words]
+np.save(FOLDER / "alone.npy", np.concatenate(alone))
 np.save(FOLDER / "padded.npy", tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids))))
 """
 

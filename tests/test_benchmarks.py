@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import yaml
-
 from conftest import FAST_FILES, ROOT, require
 from imdb_fixture import make_archive
 from project import TINY, set_params
@@ -44,11 +43,10 @@ def test_quick_benchmark_runs_every_measure(tmp_path):
 
 
 def test_the_mutation_run_selects_test_files_that_exist_and_call_the_package_in_process():
-    import configparser
-    config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
-    selected = config["mutmut"]["pytest_add_cli_args_test_selection"].split()
-    assert selected and config["mutmut"]["source_paths"] == "imdb_lstm/"
+    import tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    selected = config["pytest_add_cli_args_test_selection"]
+    assert selected and config["source_paths"] == ["imdb_lstm/"]
     # the same files as `pytest -m fast`: the ones that call the package in the test process
     assert {argument.removeprefix("tests/") for argument in selected if not argument.startswith("--")} == FAST_FILES
     for argument in selected:

@@ -1,6 +1,5 @@
 """Each tlx fix in imdb_lstm/compat.py: the code that needs it fails without it (tests/compat_fixes.py)."""
 import pytest
-
 from compat_fixes import FIXES, ms_adam_step
 from conftest import require
 

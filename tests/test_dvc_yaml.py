@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT
 from project import TINY, make_project, set_params
 
@@ -104,7 +103,8 @@ def test_each_stage_lists_the_code_it_imports(recorded, stage):
 def test_each_stage_lists_the_params_it_reads(recorded, stage):
     listed = sorted(STAGES[stage].get("params", []))
     read = recorded[stage]["params"]
-    covered = lambda key: any(key == p or key.startswith(p + ".") for p in listed)
+    def covered(key):
+        return any(key == p or key.startswith(p + ".") for p in listed)
     assert [key for key in read if not covered(key)] == [], "read but not listed in dvc.yaml"
     assert [p for p in listed if not any(key == p or key.startswith(p + ".") for key in read)] == [], \
         "listed in dvc.yaml but never read"

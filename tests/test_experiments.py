@@ -4,7 +4,6 @@ import subprocess
 import time
 
 import pytest
-
 from project import Repo, make_repo
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from imdb_fixture import make_archive, member_info, write_archive
+
 from imdb_lstm import archive, download
 from imdb_lstm.download import OFFICIAL_SHA256, fetch
-from imdb_lstm.files import sha256_file
 from imdb_lstm.errors import PipelineError
+from imdb_lstm.files import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "aclImdb_v1.tar.gz"

@@ -110,7 +110,8 @@ def test_a_log_gets_a_progress_line_every_interval(monkeypatch, capsys):
         bar.set_postfix(loss="0.6931")
         bar.update(64)
     lines = capsys.readouterr().err.splitlines()
-    assert [line.split(" [")[0] for line in lines] == ["epoch 2/8: 32% 64/200 reviews", "epoch 2/8: 64% 128/200 reviews"]
+    assert [line.split(" [")[0] for line in lines] == ["epoch 2/8: 32% 64/200 reviews",
+                                                       "epoch 2/8: 64% 128/200 reviews"]
     assert lines[1].endswith("loss=0.6931]") and "loss" not in lines[0]
     for _ in progress.bar(iterable=iter("ab"), desc="reading reviews", unit=" reviews"):
         pass

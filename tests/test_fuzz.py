@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, run_backend
 from helpers import PRINT_PEAK_MB
 from imdb_fixture import make_archive

@@ -5,8 +5,8 @@ import platform
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import ROOT
+
 from imdb_lstm import backends, kernels
 from imdb_lstm.errors import PipelineError
 
@@ -23,7 +23,8 @@ def test_pin_sets_the_backends_variables_over_the_environment_and_removes_compet
     for name in kernels.UNSET:
         monkeypatch.setenv(name, "AVX512_CORE")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a user's setting, overridden
-    kernels.pin(SimpleNamespace(CROSS_CPU_FLAG="avx2", KERNELS={"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}))
+    pins = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}
+    kernels.pin(SimpleNamespace(CROSS_CPU_FLAG="avx2", KERNELS=pins))
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2" and os.environ["MKL_CBWR"] == "COMPATIBLE"
     assert not set(kernels.UNSET) & set(os.environ)
     assert set(kernels.UNSET) == {"DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "DNNL_DEFAULT_FPMATH_MODE"}

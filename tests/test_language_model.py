@@ -9,11 +9,10 @@ import shutil
 
 import numpy as np
 import pytest
-
 from helpers import weights_of
+
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError
-
 
 WORDS = ["<pad>", "<unk>", "great", "film", "awful", "plot", "the"]
 

@@ -6,18 +6,44 @@ process (TESTING.md): these tests let it see the backend-facing code run.
 """
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-
+from conftest import ROOT
 from helpers import CASES, damage, spread_weights, weights_of
+
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError
-
 
 CONFIGS = [{}, {"bidirectional": True}, {"num_layers": 3}, {"bidirectional": True, "num_layers": 2},
            {"pooling": "masked_mean_max"}, {"bidirectional": True, "pooling": "masked_mean_max", "dropout": 0.2},
            {"embedding_dropout": 0.5}]
+
+
+def test_the_model_modules_import_before_a_backend_loads_and_their_classes_exist_after():
+    program = """
+import sys
+from imdb_lstm import backend, language_model, model
+assert "tensorlayerx" not in sys.modules
+try:
+    model.SentimentLSTM
+except RuntimeError as error:
+    print(error)
+"""
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "call imdb_lstm.backend.load(name) before building a model\n", \
+        done.stderr
+
+
+def test_a_model_class_is_made_once_on_the_loaded_backends_module(model, tlx):
+    from imdb_lstm import language_model
+    assert model.SentimentLSTM is model.SentimentLSTM and model.SentimentLSTM.__name__ == "SentimentLSTM"
+    assert issubclass(model.SentimentLSTM, tlx.nn.Module) and issubclass(language_model.LanguageModel, tlx.nn.Module)
+    assert language_model.LanguageModel.__module__ == "imdb_lstm.language_model"
+    with pytest.raises(AttributeError, match="no attribute 'SentimentLSTMs'"):
+        model.SentimentLSTMs
 
 
 @pytest.mark.parametrize("options", CONFIGS)

@@ -2,7 +2,6 @@
 import shutil
 
 import pytest
-
 from helpers import CASES, PRINT_PEAK_MB, damage, edit_json
 
 SAVE = """

@@ -1,9 +1,9 @@
 import pytest
 import yaml
+from conftest import ROOT
 
 from imdb_lstm.errors import PipelineError
 from imdb_lstm.params import load_params
-from conftest import ROOT
 
 DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import IN_PROCESS
 from helpers import spread_weights, weights_of
+
 from imdb_lstm.errors import PipelineError
 
 
@@ -73,6 +73,7 @@ def test_predict_calls_an_even_review_negative(model, tlx, trained, capsys):
 
 def test_predict_reads_a_file_or_stdin_one_review_a_line(trained, tmp_path, capsys, monkeypatch):
     import io
+
     from imdb_lstm import predict
     options, _ = trained
     reviews = tmp_path / "reviews.txt"
@@ -90,6 +91,7 @@ def test_predict_reads_a_file_or_stdin_one_review_a_line(trained, tmp_path, caps
 
 def test_predict_prints_what_the_terminal_cannot_show_as_question_marks(trained, monkeypatch):
     import io
+
     from imdb_lstm import predict
     options, _ = trained
     terminal = io.BytesIO()
@@ -101,6 +103,7 @@ def test_predict_prints_what_the_terminal_cannot_show_as_question_marks(trained,
 
 def test_predict_refuses_with_one_line_what_it_cannot_use(trained, tmp_path, monkeypatch):
     import io
+
     from imdb_lstm import predict
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\n  \n")))  # blank lines: no review
     from imdb_lstm.files import write_json
@@ -152,8 +155,8 @@ def test_predict_options_their_defaults_and_their_help(capsys, monkeypatch):
         predict.parse_args(["--help"])
     assert done.value.code == 0
     shown = " ".join(capsys.readouterr().out.split())  # line breaks depend on the terminal
-    for line in ["usage: python -m imdb_lstm.predict [-h]",
-                 "Classify new reviews with the trained model: `python -m imdb_lstm.predict \"What a film!\"`.",
+    for line in ["usage: imdb-predict [-h]",
+                 "Classify new reviews with the trained model: `imdb-predict \"What a film!\"`.",
                  "reviews review texts (default: read --file or stdin)",
                  "--file FILE a text file with one review per line",
                  "--json print a JSON list instead of lines",

@@ -15,10 +15,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import BACKENDS, ROOT, require
-from imdb_lstm import backends, kernels
 from project import make_project, set_params
+
+from imdb_lstm import backends, kernels
 
 GOLDEN = {
     "paddle": "7cb549418b57a3dc8f7b773d17990b887a41f046a3dcda960ba1f39354d8082a",

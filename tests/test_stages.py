@@ -7,11 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import IN_PROCESS
 from imdb_fixture import member_info, write_archive
-from imdb_lstm.errors import PipelineError
 from project import epochs, make_repo, prepared_repo, run_here, set_params
+
+from imdb_lstm.errors import PipelineError
 
 
 def reviews_archive(path, reviews):
@@ -153,6 +153,7 @@ def test_trim_padding_trains_and_evaluates_and_the_model_remembers_it(here):
 def test_pretrain_learns_vectors_from_train_and_unlabelled_reviews_only(here):
     repo = here
     from imdb_fixture import NEGATIVE, POSITIVE
+
     from imdb_lstm.archive import iter_reviews, pretraining_texts
 
     archive = repo.path.parent / "cache" / "aclImdb_v1.tar.gz"

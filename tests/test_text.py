@@ -1,8 +1,20 @@
 import numpy as np
 import pytest
 
-from imdb_lstm.text import (CHUNK, PAD, UNKNOWN, corpus_ids, encode, lengths, load_corpus, pad_rows, rank_words,
-                            save_corpus, tokenize, trim_padding)
+from imdb_lstm.text import (
+    CHUNK,
+    PAD,
+    UNKNOWN,
+    corpus_ids,
+    encode,
+    lengths,
+    load_corpus,
+    pad_rows,
+    rank_words,
+    save_corpus,
+    tokenize,
+    trim_padding,
+)
 
 
 def test_tokenize_lowercases_and_treats_html_breaks_as_spaces():

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import IN_PROCESS
 from helpers import Progress, records_gradient, spread_weights, weights_of
-from imdb_lstm import errors
-from imdb_lstm import checkpoint
+
+from imdb_lstm import checkpoint, errors
 from imdb_lstm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from imdb_lstm.errors import PipelineError
 from imdb_lstm.training import MIN_HELD_OUT, batch_order, hold_out
@@ -41,7 +40,8 @@ def test_a_hold_out_too_small_on_either_side_is_refused(fraction):
         hold_out(IDS, LABELS, fraction, seed=1)
     held = round(500 * fraction)
     assert str(error.value) == (f"validation {fraction} holds out {held} of 500 training reviews; early stopping "
-                                f"needs at least {MIN_HELD_OUT} on each side: raise or lower `validation`, or set it to 0")
+                                f"needs at least {MIN_HELD_OUT} on each side: raise or lower `validation`, or set it "
+                                "to 0")
     hold_out(IDS[:200], LABELS[:200], 0.5, seed=1)  # exactly MIN_HELD_OUT on each side is enough
 
 
@@ -69,7 +69,8 @@ def test_the_fingerprint_covers_params_inputs_code_and_backend_version(tmp_path)
     assert fingerprint({"lr": 0.001}, [data], "torch 2.13.0") == base
     assert fingerprint({"lr": 0.002}, [data], "torch 2.13.0") != base
     assert fingerprint({"lr": 0.001}, [data], "torch 2.14.0") != base
-    assert fingerprint({"a": 1, "b": 2}, [], "x") == fingerprint({"b": 2, "a": 1}, [], "x"), "the params, not their order"
+    assert fingerprint({"a": 1, "b": 2}, [], "x") == fingerprint({"b": 2, "a": 1}, [], "x"), \
+        "the params, not their order"
     data.write_bytes(b"2")
     assert fingerprint({"lr": 0.001}, [data], "torch 2.13.0") != base
     code = {path.relative_to(checkpoint.CODE[0].parents[1]).as_posix() for path in checkpoint.CODE}
