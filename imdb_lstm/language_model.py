@@ -2,11 +2,10 @@
 
 `LanguageModel` exists once `imdb_lstm.backend.load(...)` has run, as model.py's SentimentLSTM. The LM
 is the classifier's embedding and LSTM (params.yaml's model.embedding_dim, hidden_size, num_layers; one
-direction) with a softmax on top
-that predicts the next word. A softmax over the whole vocabulary would cost 5-10x the rest of a
-step on a CPU (CONTRIBUTING.md, `lm.output_words`); this one predicts the next word among the
-`output_words` - 1 lowest ids, which are the most frequent words (prepare ranks them), and one
-class for every rarer word: a narrow softmax whose cost does not grow with the vocabulary.
+direction) with a softmax on top that predicts the next word. A softmax over the whole vocabulary would
+cost 5-10x the rest of a step on a CPU (CONTRIBUTING.md, `lm.output_words`); this one predicts the next
+word among the `output_words` - 1 lowest ids, which are the most frequent words (prepare ranks them),
+and one class for every rarer word: a narrow softmax whose cost does not grow with the vocabulary.
 
 Saved as data/lm/lm.json (the architecture and the sha256 of its words by id) and weights.npz
 (embedding, LSTM, then the output layer, in `all_weights` order; tlx's npz layout).
@@ -78,5 +77,6 @@ def start_from_lm(net, folder, words):
     layers = [*net.embedding.all_weights, *net.lstm.all_weights]
     weights = read_weights(folder / "weights.npz", [tuple(w.shape) for w in layers], "lm.json",
                            "rerun `dvc repro lm`")
-    backend.tlx().files.assign_weights(weights[:1], net.embedding)
-    backend.tlx().files.assign_weights(weights[1:], net.lstm)
+    assign = backend.tlx().files.assign_weights
+    assign(weights[:1], net.embedding)
+    assign(weights[1:], net.lstm)
