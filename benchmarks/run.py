@@ -36,24 +36,15 @@ REVIEWS, SEQ_LEN, VOCAB, WIDTH = 25_000, 200, 20_002, 64
 # --- one training epoch: tlx (the pipeline's own loop) against the bare backend ---------------
 
 def tlx_epoch(tlx, ids, labels, batch_size):
-    """The train stage's own loop (imdb_lstm.training): SentimentLSTM, its Adam step, seeded batches."""
-    from tqdm import tqdm
-
+    """The train stage's own loop (imdb_lstm/loop.py's fit with train's task): SentimentLSTM, its Adam step,
+    seeded batches; each call one epoch."""
+    from imdb_lstm.loop import fit
     from imdb_lstm.model import SentimentLSTM
-    from imdb_lstm.text import lengths
-    from imdb_lstm.training import CountingLoss, batch_order, make_step, train_epoch
+    from imdb_lstm.training import ClassifierTask
 
-    net = SentimentLSTM(VOCAB, WIDTH, WIDTH)
-    loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=1e-3)
-    net.set_train()
-    review_lengths = lengths(ids)
-
-    def run():
-        batches = batch_order(review_lengths, batch_size, np.random.default_rng(0), by_length=False)
-        with tqdm(disable=True) as progress:
-            train_epoch(step, loss_fn, tlx, ids, labels, batches, False, progress)
-    return run
+    task = ClassifierTask(SentimentLSTM(VOCAB, WIDTH, WIDTH), ids, labels, epochs=1, batch_size=batch_size, lr=1e-3,
+                          seed=0)
+    return lambda: fit(task, None, "", lambda result: None)
 
 
 def torch_epoch(ids, labels, batch_size, device):

@@ -79,6 +79,10 @@ def module_class(layers):
     return _module_classes[layers]
 
 
+def name():
+    return _loaded.BACKEND
+
+
 def version():
     return f"{_loaded.BACKEND} {_loaded.BACKEND_VERSION}"
 

@@ -11,13 +11,19 @@ Saved as data/lm/lm.json (the architecture and the sha256 of its words by id) an
 (embedding, LSTM, then the output layer, in `all_weights` order; tlx's npz layout).
 """
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote
 from imdb_lstm.files import read_weights, write_npz
 from imdb_lstm.text import words_sha256
+from imdb_lstm.training import CountingLoss, make_step
 
+CHECKPOINT_STEPS = 500  # steps between checkpoints within an epoch: minutes of the LM on a 2-core CPU
 ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # what the classifier must share
 
 
@@ -80,3 +86,97 @@ def start_from_lm(net, folder, words):
     assign = backend.tlx().files.assign_weights
     assign(weights[:1], net.embedding)
     assign(weights[1:], net.lstm)
+
+
+HELD_OUT = 0.02  # of the reviews, for perplexity
+
+
+def review_streams(documents, seed):
+    """(training stream, held-out stream): the reviews (arrays of word ids) in a seeded order, 2 % (at least
+    one) held out, each part's reviews joined into one stream of word ids."""
+    order = np.random.default_rng([seed, 2]).permutation(len(documents))
+    held = max(1, round(len(documents) * HELD_OUT))
+    if len(documents) - held < 1:
+        raise PipelineError(f"the language model needs at least two reviews, the archive has {len(documents)}")
+    return tuple(np.concatenate([documents[i] for i in part]).astype(np.int64) for part in (order[held:], order[:held]))
+
+
+def windows(stream, steps, part):
+    """The stream of word ids cut into (inputs, next words) rows of `steps` words: inputs row i is
+    stream[i*steps:(i+1)*steps], its next words the same shifted by one. The tail that fills no row is
+    left out; a stream too short for one row is refused, naming its `part`."""
+    if len(stream) <= steps:
+        raise PipelineError(f"the {part} reviews hold {len(stream)} words, not enough for one row of lm.steps "
+                            f"{steps}: lower lm.steps")
+    rows = (len(stream) - 1) // steps
+    return stream[:rows * steps].reshape(rows, steps), stream[1:rows * steps + 1].reshape(rows, steps)
+
+
+def targets(ids, output_words):
+    """The class of each word id: the id itself below output_words - 1, else the "rarer word" class
+    (prepare gives the most frequent words the lowest ids)."""
+    return np.minimum(ids, output_words - 1)
+
+
+@dataclass
+class LanguageModelTask:
+    """What `lm` trains (loop.fit runs it): the rows of the training stream (`rows`, `next_words`), in a new
+    seeded order each epoch, `batch_size` at a time, each row from a zero state (as the classifier reads a
+    review), with Adam at `lr`; a checkpoint every CHECKPOINT_STEPS steps; after each epoch, perplexity and
+    next-word accuracy on the held-out rows. Both count the "rarer word" class as one word."""
+
+    net: object
+    rows: np.ndarray
+    next_words: np.ndarray
+    held_rows: np.ndarray
+    held_next_words: np.ndarray
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    name, unit, loss_name, lr_setting = "lm", " steps", "language model's loss", "lm.lr"
+    checkpoint_steps, keep_last_checkpoint, monitor, patience, uses_dropout = CHECKPOINT_STEPS, False, None, 1, False
+
+    def __post_init__(self):
+        self.loss_fn = CountingLoss(backend.tlx())
+
+    def batches(self, rng):
+        order = rng.permutation(len(self.rows))
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def size(self, batch):
+        return 1
+
+    def inputs(self, epoch, batches, start):
+        tlx = backend.tlx()
+        for rows in batches[start:]:
+            wanted = targets(self.next_words[rows], self.net.config["output_words"]).ravel()
+            yield [tlx.convert_to_tensor(self.rows[rows]), tlx.convert_to_tensor(wanted)], wanted.size
+
+    def new_phase(self, epoch):
+        return False
+
+    def make_step(self, epoch):
+        return make_step(backend.tlx(), self.net, self.loss_fn, list(self.net.trainable_weights), self.lr)
+
+    def held_out(self):
+        """Perplexity and accuracy of the next words on the held-out rows."""
+        tlx, total, correct = backend.tlx(), 0.0, 0
+        with backend.no_grad():
+            for start in range(0, len(self.held_rows), self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                logits = tlx.convert_to_numpy(self.net(tlx.convert_to_tensor(self.held_rows[rows]))).astype(np.float64)
+                wanted = targets(self.held_next_words[rows], self.net.config["output_words"]).ravel()
+                top = logits.max(axis=1)
+                log_sum = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+                total += float((log_sum - logits[np.arange(len(wanted)), wanted]).sum())
+                correct += int((logits.argmax(axis=1) == wanted).sum())
+        words = self.held_next_words.size
+        return {"perplexity": round(math.exp(total / words), 4), "next_word_accuracy": round(correct / words, 6)}
+
+    def describe(self, epoch):
+        return f"lm epoch {epoch}/{self.epochs}"
+
+    def describe_scores(self, scores):
+        return (f", held-out perplexity {scores['perplexity']:.2f}, "
+                f"next-word accuracy {scores['next_word_accuracy']:.4f}")

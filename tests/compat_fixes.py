@@ -156,6 +156,13 @@ def take_max_at_argmax(tlx):
         np.testing.assert_array_equal(x.grad.numpy(), at_max * np.arange(12).reshape(3, 1, 4))
         x.clear_gradient()
         assert y.grad_fn.name() != "MaxGradNode", "the gradient is paddle max gradient"
+    no_gradient = x.detach()  # paddle's own max, where no gradient is asked for
+    for keepdims in (False, True):
+        np.testing.assert_array_equal(tlx.reduce_max(no_gradient, axis=1, keepdims=keepdims).numpy(),
+                                      x.numpy().max(axis=1, keepdims=keepdims))
+    np.testing.assert_array_equal(tlx.reduce_max(no_gradient, axis=1).numpy(), x.numpy().max(axis=1))
+    np.testing.assert_array_equal(tlx.reduce_max(x).numpy(), x.numpy().max())  # over every axis
+    assert tlx.reduce_max(x[:1, :, :1], axis=1).shape == [1, 1], "a batch of one keeps its axis"
 
 
 def let_interrupts_out_of_filter_grads(tlx):

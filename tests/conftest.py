@@ -29,12 +29,12 @@ def run_backend(backend, code, without=(), timeout=300, cwd=ROOT):
 
 # The test files that call tlx in the test process, on IN_PROCESS (below); test_backends.py runs them on
 # each other installed backend.
-IN_PROCESS_FILES = ["test_backend.py", "test_model.py", "test_training.py", "test_adversarial.py",
+IN_PROCESS_FILES = ["test_backend.py", "test_model.py", "test_training.py", "test_loop.py", "test_adversarial.py",
                     "test_language_model.py", "test_predict.py"]
 # The test files that run the package in the test process and finish in seconds: `pytest -m fast`, the
 # edit-test loop's subset. The rest run stages, dvc and backends in subprocesses.
-FAST_FILES = {"test_text.py", "test_files.py", "test_metrics.py", "test_params.py", "test_archive.py",
-              "test_errors.py", "test_kernels.py", "test_fetch.py", *IN_PROCESS_FILES}
+FAST_FILES = {"test_text.py", "test_files.py", "test_progress.py", "test_metrics.py", "test_params.py",
+              "test_archive.py", "test_errors.py", "test_kernels.py", "test_fetch.py", *IN_PROCESS_FILES}
 
 
 def pytest_configure(config):

@@ -1,5 +1,5 @@
-"""Helpers for the tests that run the package in the test process: weights, a progress bar that
-records, and the damage a model folder can come to."""
+"""Helpers for the tests that run the package in the test process: weights, and the damage a model folder
+can come to."""
 import json
 import zipfile
 
@@ -26,18 +26,6 @@ def spread_weights(tlx, net, seed=3):
 def records_gradient(weight):
     """Whether the framework takes a gradient for `weight` (each names it its own way)."""
     return not weight.stop_gradient if IN_PROCESS == "paddle" else weight.requires_grad
-
-
-class Progress:
-    """What train_epoch reports to its progress bar."""
-    def __init__(self):
-        self.seen, self.postfix = [], None
-
-    def update(self, count):
-        self.seen.append(count)
-
-    def set_postfix(self, **values):
-        self.postfix = values
 
 
 def edit_json(folder, change):

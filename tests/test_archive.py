@@ -181,7 +181,7 @@ def test_sizes_are_counts_of_bytes():
 
 
 def test_each_split_sorted_by_label_and_id_and_labelled_as_arrays(tiny):
-    from imdb_lstm.archive import labelled_splits, pretraining_texts, sorted_reviews
+    from imdb_lstm.archive import labelled_splits, pretraining_texts, sorted_reviews, unlabelled_texts
     by_member = {(r.split, r.label, r.id): r.text for r in iter_reviews(tiny, include_unsup=True)}
     splits = sorted_reviews(tiny)
     for split in ("train", "test"):
@@ -192,6 +192,7 @@ def test_each_split_sorted_by_label_and_id_and_labelled_as_arrays(tiny):
     assert [label for label, _, _ in with_unsup["train"]] == [-1] * 3 + [0] * 5 + [1] * 5
     assert with_unsup["test"] == splits["test"]
     assert pretraining_texts(tiny) == [text for _, _, text in with_unsup["train"]], "never the test split's"
+    assert unlabelled_texts(tiny) == [text for label, _, text in with_unsup["train"] if label == -1]
     labelled = labelled_splits(tiny)
     for split in ("train", "test"):
         texts, labels = labelled[split]

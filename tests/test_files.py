@@ -77,55 +77,6 @@ def test_an_output_is_replaced_only_when_its_block_succeeds(tmp_path, kind):
     assert (target if kind == "file" else target / "x").read_text() == "new"
 
 
-def test_progress_bars_draw_on_a_terminal_only(monkeypatch, capsys):
-    import sys
-
-    from imdb_lstm import progress
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    for terminal, drawn in ((True, True), (False, False)):
-        monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
-        with progress.bar(total=3, desc="epoch 1/1") as bar:
-            bar.update(3)
-        progress.log_line("epoch 1/1: loss 0.5")
-        err = capsys.readouterr().err
-        assert ("epoch 1/1: 100%" in err) is drawn
-        assert ("epoch 1/1: loss 0.5" in err) is not drawn, "a log gets one line instead"
-    monkeypatch.setenv("TQDM_DISABLE", "1")  # a terminal with bars turned off gets the log lines
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    with progress.bar(total=3, desc="epoch 1/1") as bar:
-        bar.update(3)
-    progress.log_line("epoch 1/1: loss 0.5")
-    assert capsys.readouterr().err == "epoch 1/1: loss 0.5\n"
-
-
-def test_a_log_gets_a_progress_line_every_interval(monkeypatch, capsys):
-    import sys
-
-    from imdb_lstm import progress
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    monkeypatch.setenv("TQDM_MININTERVAL", "0")  # every update is past the interval
-    with progress.bar(total=200, desc="epoch 2/8", unit=" reviews") as bar:
-        bar.update(64)
-        bar.set_postfix(loss="0.6931")
-        bar.update(64)
-    lines = capsys.readouterr().err.splitlines()
-    assert [line.split(" [")[0] for line in lines] == ["epoch 2/8: 32% 64/200 reviews",
-                                                       "epoch 2/8: 64% 128/200 reviews"]
-    assert lines[1].endswith("loss=0.6931]") and "loss" not in lines[0]
-    for _ in progress.bar(iterable=iter("ab"), desc="reading reviews", unit=" reviews"):
-        pass
-    assert capsys.readouterr().err.splitlines()[-1].startswith("reading reviews: 2 reviews [")
-    monkeypatch.delenv("TQDM_MININTERVAL")  # a minute by default: quick work prints nothing
-    with progress.bar(total=200, desc="epoch 2/8") as bar:
-        bar.update(200)
-    monkeypatch.setenv("TQDM_MININTERVAL", "0")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    with progress.bar(total=200, desc="epoch 2/8") as bar:
-        bar.update(200)
-    assert capsys.readouterr().err == ""
-
-
 def test_an_interrupt_that_was_swallowed_still_stops_an_output_from_being_published(tmp_path, monkeypatch):
     from imdb_lstm import errors
     from imdb_lstm.files import atomic_dir, atomic_path

@@ -69,9 +69,9 @@ def test_a_lm_killed_within_and_after_an_epoch_resumes_and_ends_with_an_uninterr
     set_params(repo.path / "params.yaml", {"lm": {**LM["lm"], "batch_size": 1, "steps": 4}})
     repo.run("dvc", "repro", "pretrain")
     kill_stage_after(repo, "lm", "lm epoch 1/2: 500/")
-    again = kill_stage_after(repo, "lm", "lm epoch 1/2: train loss")
+    again = kill_stage_after(repo, "lm", "lm epoch 1/2: loss")
     assert "lm: resuming epoch 1 after 500 of its steps" in again
-    assert "lm: resuming epoch 2 after 0 of its steps" in repo.run("dvc", "repro", "lm").stderr
+    assert "lm: resuming after epoch 1," in repo.run("dvc", "repro", "lm").stderr
     outputs = [(repo.path / name).read_bytes() for name in ("data/lm/weights.npz", "metrics/lm.json")]
     assert "resuming" not in repo.run("python", "-m", "stages.lm").stderr  # as long as the checkpoint's run
     assert [(repo.path / name).read_bytes() for name in ("data/lm/weights.npz", "metrics/lm.json")] == outputs

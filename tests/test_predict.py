@@ -166,3 +166,28 @@ def test_predict_options_their_defaults_and_their_help(capsys, monkeypatch):
                  "--vocab VOCAB vocabulary file"]:
         assert line in shown
     assert "Reviews come from" not in shown, "the description is the docstring's first line"
+
+
+def test_the_installed_command_runs_beside_a_stage_and_fails_with_one_line(trained, tmp_path, capsys, monkeypatch):
+    """`imdb-predict` only reads, so a stage holding the checkout's lock (training) does not stop it."""
+    import fcntl
+    import signal
+
+    from imdb_lstm import errors, predict
+    options, _ = trained
+    monkeypatch.chdir(tmp_path)
+    handlers = {name: signal.getsignal(name) for name in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with open(errors.LOCK, "a+") as held:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            monkeypatch.setattr(sys, "argv", ["imdb-predict", "great film", *options])
+            predict.cli()
+            assert capsys.readouterr().out.startswith("positive ")
+        monkeypatch.setattr(sys, "argv", ["imdb-predict", "x", *options[:2], "--vocab", "none.json"])
+        with pytest.raises(SystemExit) as failed:
+            predict.cli()
+    finally:
+        for name, handler in handlers.items():
+            signal.signal(name, handler)
+    assert failed.value.code == 1
+    assert capsys.readouterr().err == "error: no vocabulary at none.json: run `dvc repro` (or `dvc pull`) first\n"

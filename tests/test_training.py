@@ -1,13 +1,14 @@
-"""Training, in the test process: the validation hold-out, the batch order, the checkpoint files, and the
-training step and epoch on the backend IMDB_TEST_BACKEND names (torch if unset)."""
+"""Training, in the test process: the validation hold-out, the batch order, the checkpoint files, the
+training step and the weight average on the backend IMDB_TEST_BACKEND names (torch if unset); the loop
+that runs them is tests/test_loop.py's."""
 import json
 
 import numpy as np
 import pytest
 from conftest import IN_PROCESS
-from helpers import Progress, records_gradient, spread_weights, weights_of
+from helpers import records_gradient, spread_weights, weights_of
 
-from imdb_lstm import checkpoint, errors
+from imdb_lstm import checkpoint
 from imdb_lstm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from imdb_lstm.errors import PipelineError
 from imdb_lstm.training import MIN_HELD_OUT, batch_order, hold_out
@@ -127,7 +128,7 @@ def test_the_counting_loss_is_cross_entropy_and_counts_correct_predictions(tlx):
     assert loss == pytest.approx(expected, rel=1e-6)
     assert loss_fn.correct == 1
     loss_fn(tlx.convert_to_tensor(logits), tlx.convert_to_tensor(np.array([0, 1, 0])))
-    assert loss_fn.correct == 4, "it adds up until train_epoch resets it"
+    assert loss_fn.correct == 4, "it adds up until the loop resets it"
 
 
 ADVERSARIAL = (0.0, 0.1) if IN_PROCESS != "mindspore" else (0.0,)  # params.py refuses it on mindspore
@@ -155,34 +156,10 @@ def test_frozen_layers_stay_and_the_rest_trains(model, tlx, adversarial):
             assert [records_gradient(w) for w in net.all_weights] == [layer not in frozen for layer in layer_of]
 
 
-@pytest.mark.parametrize("adversarial, virtual", [(a, 0.0) for a in ADVERSARIAL] + [(0.0, a) for a in ADVERSARIAL if a])
-def test_an_epoch_returns_its_mean_loss_and_accuracy(model, tlx, adversarial, virtual):
-    """On the labelled reviews as they are: an adversarial step's pushed loss, and the unlabelled reviews'
-    divergence, are not in the figures."""
-    from imdb_lstm.training import CountingLoss, make_step, train_epoch, unlabelled_batches
-    net = model.SentimentLSTM(30, 4, 3)
-    loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0, adversarial=adversarial,
-                     virtual_adversarial=virtual)  # the weights stay
-    net.set_train()
-    rng = np.random.default_rng(0)
-    ids, labels = rng.integers(0, 30, (10, 6)), rng.integers(0, 2, 10)
-    batches = [np.arange(0, 4), np.arange(4, 10)]
-    logits = model.predict_logits(net, ids)
-    shifted = logits - logits.max(1, keepdims=True)
-    losses = -(shifted[range(10), labels] - np.log(np.exp(shifted).sum(1)))
-    progress = Progress()
-    unlabelled = virtual and unlabelled_batches(rng.integers(2, 30, (5, 6)), 2, 3, rng, False, 4)
-    loss, accuracy = train_epoch(step, loss_fn, tlx, ids, labels, batches, False, progress, unlabelled)
-    assert loss == pytest.approx(losses.mean(), rel=1e-5), "each batch's mean loss weighted by its size"
-    assert accuracy == (logits.argmax(1) == labels).mean()
-    assert progress.seen == [4, 6] and progress.postfix == {"loss": f"{loss:.4f}"}
-
-
 def test_the_weight_average_is_the_debiased_mean_of_the_weights_after_each_step(model, tlx):
     """Each step's weights count `decay` times the next's; the weights before the first step not at all.
     in_place puts the average into the net for its block only."""
-    from imdb_lstm.training import CountingLoss, WeightAverage, make_step, train_epoch
+    from imdb_lstm.training import CountingLoss, WeightAverage, make_step
     net = model.SentimentLSTM(30, 4, 3)
     spread_weights(tlx, net)
     loss_fn = CountingLoss(tlx)
@@ -198,8 +175,9 @@ def test_the_weight_average_is_the_debiased_mean_of_the_weights_after_each_step(
     ids, labels = rng.integers(1, 30, (12, 5)), rng.integers(0, 2, 12)
     decay = 0.5  # far from 1: a wrong weighting or a start that counts shows well above rounding
     average = WeightAverage(tlx, net, decay)
-    train_epoch(recording_step, loss_fn, tlx, ids, labels, [np.arange(i, i + 4) for i in (0, 4, 8)], False,
-                Progress(), average=average)
+    for start in (0, 4, 8):
+        recording_step(tlx.convert_to_tensor(ids[start:start + 4]), tlx.convert_to_tensor(labels[start:start + 4]))
+        average.update()
     factors = np.array([decay ** 2, decay, 1.0])
     for i, value in enumerate(average.values):
         steps = np.stack([weights[i].astype(np.float64) for weights in after])
@@ -210,47 +188,5 @@ def test_the_weight_average_is_the_debiased_mean_of_the_weights_after_each_step(
     with average.in_place():
         assert all(np.array_equal(a, b) for a, b in zip(weights_of(tlx, net), average.values))
     assert all(np.array_equal(a, b) for a, b in zip(weights_of(tlx, net), own)), "the net's own weights are back"
-
-
-def test_a_loss_that_is_not_a_number_stops_training_with_the_fix(model, tlx):
-    from imdb_lstm.training import CountingLoss, make_step, train_epoch
-    net = model.SentimentLSTM(30, 4, 3)
-    # the last layer: a NaN further down can vanish (paddle's ReLU gives 0 for NaN)
-    tlx.files.assign_weights([np.full((3, 2), np.nan, np.float32), np.zeros(2, np.float32)], net.classify)
-    loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001)
-    with pytest.raises(PipelineError, match=r"^the training loss became nan: lower `lr` in params.yaml$"):
-        train_epoch(step, loss_fn, tlx, np.ones((4, 3), np.int64), np.zeros(4, np.int64), [np.arange(4)], False,
-                    Progress())
-
-
-def test_a_stop_signal_ends_the_epoch_before_the_next_batch(model, tlx, monkeypatch):
-    from imdb_lstm.training import CountingLoss, make_step, train_epoch
-    net = model.SentimentLSTM(30, 4, 3)
-    loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.001)
-    monkeypatch.setattr(errors, "_interrupted", True)
-    progress = Progress()
-    with pytest.raises(KeyboardInterrupt):
-        train_epoch(step, loss_fn, tlx, np.ones((4, 3), np.int64), np.zeros(4, np.int64), [np.arange(4)], False,
-                    progress)
-    assert progress.seen == []
-
-
-def test_trimmed_batches_train_on_the_words_only(model, tlx):
-    from imdb_lstm.training import CountingLoss, make_step, train_epoch
-    net = model.SentimentLSTM(30, 4, 3, pooling="mean", trim_padding=True)
-    spread_weights(tlx, net)  # so that a padding step moves the loss
-    loss_fn = CountingLoss(tlx)
-    step = make_step(tlx, net, loss_fn, list(net.trainable_weights), lr=0.0)
-    ids = np.array([[0, 0, 3, 4], [0, 5, 6, 7]])
-    loss, _ = train_epoch(step, loss_fn, tlx, ids, np.array([0, 1]), [np.arange(2)], True, Progress())
-
-    def loss_of(rows):
-        logits = tlx.convert_to_numpy(net(tlx.convert_to_tensor(rows)))
-        shifted = logits - logits.max(1, keepdims=True)
-        return -(shifted[[0, 1], [0, 1]] - np.log(np.exp(shifted).sum(1))).mean()
-    assert loss == pytest.approx(loss_of(ids[:, 1:]), rel=1e-5)
-    assert loss != pytest.approx(loss_of(ids), rel=1e-3), "untrimmed, the loss would be another"
-    untrimmed, _ = train_epoch(step, loss_fn, tlx, ids, np.array([0, 1]), [np.arange(2)], False, Progress())
-    assert untrimmed == pytest.approx(loss_of(ids), rel=1e-5), "without trim the rows go in as they are"
+    resumed = WeightAverage(tlx, net, decay, average.total, average.values)
+    assert resumed.total == average.total and resumed.values is average.values, "a saved average resumes"
