@@ -39,8 +39,7 @@ def tlx_epoch(tlx, ids, labels, batch_size):
     """The train stage's own loop (imdb_lstm/loop.py's fit with train's task): SentimentLSTM, its Adam step,
     seeded batches; each call one epoch."""
     from imdb_lstm.loop import fit
-    from imdb_lstm.model import SentimentLSTM
-    from imdb_lstm.training import ClassifierTask
+    from imdb_lstm.model import ClassifierTask, SentimentLSTM
 
     task = ClassifierTask(SentimentLSTM(VOCAB, WIDTH, WIDTH), ids, labels, epochs=1, batch_size=batch_size, lr=1e-3,
                           seed=0)

@@ -1,7 +1,7 @@
 """The one training loop of `train` and `lm`: epochs of seeded batches, held-out scores after each, early
 stopping, a moving average of the weights, progress, dvclive, and checkpoints to resume from.
 
-What differs between the two stages is their Task (training.ClassifierTask, language_model.LanguageModelTask):
+What differs between the two stages is their Task (model.ClassifierTask, language_model.LanguageModelTask):
 the batches, what a step takes, the step itself and the held-out scores. After each epoch, and every
 `task.checkpoint_steps` steps within one, `fit` saves a checkpoint (imdb_lstm/checkpoint.py): the weights,
 the optimizer, the backend's dropout generator and a State. A stopped run resumes from it and ends as an
@@ -87,7 +87,7 @@ class Result:
 
 
 class Task(Protocol):
-    """What `fit` trains: training.ClassifierTask and language_model.LanguageModelTask are the two."""
+    """What `fit` trains: model.ClassifierTask and language_model.LanguageModelTask are the two."""
 
     net: object
     loss_fn: object  # a training.CountingLoss that the steps call

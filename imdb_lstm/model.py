@@ -4,9 +4,11 @@
 has run; importing this module needs no backend.
 Saved as two files in one folder: model.json (architecture, backend) and weights.npz
 (tlx's `npz` layout, members "0", "1", ... in `all_weights` order, which loads on either backend).
+ClassifierTask is how `train` trains it (imdb_lstm/loop.py runs it).
 """
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,10 @@ import numpy as np
 from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote
 from imdb_lstm.files import read_weights, weight_shapes, write_npz
+from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import SCHEMA, check
 from imdb_lstm.text import PAD, lengths, trim_padding
+from imdb_lstm.training import CountingLoss, batch_order, make_step, unlabelled_batches
 
 # model.json: the architecture, checked as params.yaml's `model:` is, plus the vocabulary size.
 MODEL_FILE_SCHEMA = {"vocab_size": (int, lambda v: 3 <= v <= 1_000_002, "an integer from 3 to 1000002"),
@@ -170,3 +174,77 @@ def predict_logits(net, ids, batch_size=500):
             rows = trim_padding(ids[batch]) if net.config["trim_padding"] else ids[batch]
             logits[batch] = tlx.convert_to_numpy(net(tlx.convert_to_tensor(rows)))
     return logits
+
+
+@dataclass
+class ClassifierTask:
+    """What `train` trains (loop.fit runs it): batches of the labelled reviews in a seeded order (of similar
+    length and without their shared padding with `trim`), an Adam step with the losses params ask for, the
+    `warm_layers` (started from pretrained weights) frozen for the first `frozen_epochs` epochs and all layers
+    at `fine_tune_lr` after them; with `held` (validation ids, labels), early stopping on validation loss."""
+
+    net: object
+    ids: np.ndarray
+    labels: np.ndarray
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    held: tuple | None = None
+    patience: int = 1
+    trim: bool = False
+    unlabelled: np.ndarray | None = None  # padded ids of reviews for virtual adversarial training
+    adversarial: float = 0.0
+    virtual_adversarial: float = 0.0
+    warm_layers: tuple = ()
+    frozen_epochs: int = 0
+    fine_tune_lr: float | None = None
+    uses_dropout: bool = False
+    name, unit, loss_name, lr_setting = "train", " reviews", "training loss", "`lr`"
+    checkpoint_steps, keep_last_checkpoint = None, True
+
+    def __post_init__(self):
+        self.loss_fn, self.review_lengths = CountingLoss(backend.tlx()), lengths(self.ids)
+        self.trainable = list(self.net.trainable_weights)  # before any freezing: tlx caches this list
+        self.monitor = "val_loss" if self.held is not None else None
+
+    def batches(self, rng):
+        return batch_order(self.review_lengths, self.batch_size, rng, by_length=self.trim)
+
+    def size(self, batch):
+        return len(batch)
+
+    def inputs(self, epoch, batches, start):
+        tlx = backend.tlx()
+        # the epoch's own generator: a resumed run draws what an uninterrupted one did
+        unlabelled = None if self.unlabelled is None else unlabelled_batches(
+            self.unlabelled, len(batches), self.batch_size, np.random.default_rng([self.seed, 3, epoch]), self.trim,
+            self.net.config["embedding_dim"])
+        for index, batch in enumerate(batches):
+            extra = next(unlabelled) if unlabelled else ()
+            if index >= start:
+                rows = trim_padding(self.ids[batch]) if self.trim else self.ids[batch]
+                yield [tlx.convert_to_tensor(a) for a in (rows, self.labels[batch], *extra)], len(batch)
+
+    def new_phase(self, epoch):
+        return epoch == self.frozen_epochs + 1
+
+    def make_step(self, epoch):
+        frozen = epoch <= self.frozen_epochs
+        lr = self.fine_tune_lr if self.warm_layers and not frozen else self.lr
+        return make_step(backend.tlx(), self.net, self.loss_fn, self.trainable, lr,
+                         [getattr(self.net, layer) for layer in self.warm_layers] if frozen else (),
+                         self.adversarial, self.virtual_adversarial)
+
+    def held_out(self):
+        if self.held is None:
+            return {}
+        val_loss, val_accuracy = loss_and_accuracy(predict_logits(self.net, self.held[0]), self.held[1])
+        return {"val_loss": round(val_loss, 6), "val_accuracy": round(val_accuracy, 6)}
+
+    def describe(self, epoch):
+        frozen = f" ({' and '.join(self.warm_layers)} frozen)" if epoch <= self.frozen_epochs else ""
+        return f"epoch {epoch}/{self.epochs}{frozen}"
+
+    def describe_scores(self, scores):
+        return f", validation loss {scores['val_loss']:.4f}" if scores else ""

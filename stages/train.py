@@ -35,7 +35,7 @@ from imdb_lstm.loop import fit
 from imdb_lstm.params import load_params
 from imdb_lstm.progress import log_line
 from imdb_lstm.text import PROCESSES, encode
-from imdb_lstm.training import ClassifierTask, hold_out, start_from_vectors
+from imdb_lstm.training import hold_out, start_from_vectors
 
 ARCHIVE = Path("data/raw/aclImdb_v1.tar.gz")
 DATA = Path("data/prepared")
@@ -61,7 +61,7 @@ def main():
     elif params["pretrain"]["use"]:
         start_from_vectors(net, np.load(PRETRAINED / "vectors.npy"))
     layers = params["model"]
-    task = ClassifierTask(
+    task = model.ClassifierTask(
         net, ids, labels, epochs=params["epochs"], batch_size=params["batch_size"], lr=params["lr"],
         seed=params["seed"], held=held, patience=params["patience"], trim=layers["trim_padding"],
         unlabelled=unlabelled, adversarial=params["adversarial"], virtual_adversarial=params["virtual_adversarial"],

@@ -1,4 +1,4 @@
-"""What each TensorLayerX fix of imdb_lstm/compat.py makes work: code that needs the fix, called with the
+"""What each TensorLayerX fix of imdb_lstm/backends/<name>/fixes.py makes work: code that needs the fix, called with the
 loaded tlx, and what it fails with when the fix is left out. tests/test_compat.py runs each in a backend's
 process without its fix; tests/test_backend.py runs each in the test process with every fix in place."""
 
@@ -80,7 +80,7 @@ def lstm_equals_paddle_lstm(tlx):
             lstm = tlx.nn.LSTM(5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True)
             reference = paddle.nn.LSTM(5, 6, num_layers=layers, direction="bidirect" if bidirectional else "forward")
             weights = dict(reference.named_parameters())
-            cells = [(layer, suffix) for layer in range(layers) for suffix in ("", "_reverse")[: 1 + bidirectional]]
+            cells = [(layer, suffix) for layer in range(layers) for suffix in ("", "reverse")[: 1 + bidirectional]]
             for k, (layer, suffix) in enumerate(cells):
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     weights[f"{name}_l{layer}{suffix}"].set_value(getattr(lstm, name)[k])
@@ -294,43 +294,43 @@ def ms_dropout(tlx):
 
 # fix name → (backend, the function that needs the fix, what the failure without it says, fixes that need it)
 FIXES = {
-    "_skip_torchvision_box_ops": ("torch", nothing, "No module named 'torchvision'"),
-    "_accept_remove_duplicate": ("torch", accept_remove_duplicate, "remove_duplicate"),
-    "_keep_rnn_train_method": ("torch", keep_rnn_train_method, "'bool' object is not callable"),
-    "_step_real_torch_optimizer": ("torch", step_real_torch_optimizer, "maximize"),
-    "_let_interrupts_out_of_convert_to_numpy": (
+    "skip_torchvision_box_ops": ("torch", nothing, "No module named 'torchvision'"),
+    "accept_remove_duplicate": ("torch", accept_remove_duplicate, "remove_duplicate"),
+    "keep_rnn_train_method": ("torch", keep_rnn_train_method, "'bool' object is not callable"),
+    "step_real_torch_optimizer": ("torch", step_real_torch_optimizer, "maximize"),
+    "let_interrupts_out_of_convert_to_numpy": (
         "torch",
         let_interrupts_out_of_convert_to_numpy,
         "the interrupt was swallowed",
     ),
-    "_install_fluid_standin": ("paddle", nothing, "No module named 'paddle.fluid'", "_truncate_at_two_sigma"),
-    "_truncate_at_two_sigma": ("paddle", truncate_at_two_sigma, "not truncated at 2 std"),
-    "_remove_fluid_standin": ("paddle", remove_fluid_standin, "has no attribute 'CPUPlace'"),
-    "_pack_rnn_weights_eagerly": ("paddle", lstm_equals_paddle_lstm, "coalesce_tensor"),
-    "_make_rnn_zero_states": ("paddle", lstm_equals_paddle_lstm, "fill_constant_batch_size_like"),
-    "_let_gradients_through_frozen_rnns": (
+    "install_fluid_standin": ("paddle", nothing, "No module named 'paddle.fluid'", "truncate_at_two_sigma"),
+    "truncate_at_two_sigma": ("paddle", truncate_at_two_sigma, "not truncated at 2 std"),
+    "remove_fluid_standin": ("paddle", remove_fluid_standin, "has no attribute 'CPUPlace'"),
+    "pack_rnn_weights_eagerly": ("paddle", lstm_equals_paddle_lstm, "coalesce_tensor"),
+    "make_rnn_zero_states": ("paddle", lstm_equals_paddle_lstm, "fill_constant_batch_size_like"),
+    "let_gradients_through_frozen_rnns": (
         "paddle",
         let_gradients_through_frozen_rnns,
         "Required tensor shall not be nullptr",
     ),
-    "_draw_he_xavier_eagerly": ("paddle", he_xavier, "gaussian_random"),
-    "_skip_zero_weight_decay": ("paddle", skip_zero_weight_decay, "a weight decay of 0 ran 6 times in 3 steps"),
-    "_take_max_at_argmax": ("paddle", take_max_at_argmax, "the gradient is paddle max gradient"),
-    "_let_interrupts_out_of_filter_grads": (
+    "draw_he_xavier_eagerly": ("paddle", he_xavier, "gaussian_random"),
+    "skip_zero_weight_decay": ("paddle", skip_zero_weight_decay, "a weight decay of 0 ran 6 times in 3 steps"),
+    "take_max_at_argmax": ("paddle", take_max_at_argmax, "the gradient is paddle max gradient"),
+    "let_interrupts_out_of_filter_grads": (
         "paddle",
         let_interrupts_out_of_filter_grads,
         "the interrupt was swallowed",
     ),
-    "_set_train_recursively[torch]": ("torch", eval_mode, "dropout is still on"),
-    "_set_train_recursively[paddle]": ("paddle", eval_mode, "dropout is still on"),
-    "_run_lstm_as_compiled_scans[tensorflow]": ("tensorflow", tf_bidirectional, "not reversed"),
-    "_set_train_mode_everywhere": ("mindspore", ms_train_again, "dropout is off after set_train()"),
-    "_survive_first_mindspore_op": ("mindspore", survive_first_mindspore_op, "numpy.core.multiarray failed to import"),
-    "_restore_checkparam_names": ("mindspore", nothing, "cannot import name 'Rel'"),
-    "_alias_grad_base": ("mindspore", nothing, "No module named 'mindspore.ops._grad'"),
-    "_give_initializers_a_plain_seed": ("mindspore", give_initializers_a_plain_seed, "The only supported seed types"),
-    "_gather_embeddings_densely": ("mindspore", ms_adam_step, "must be equal to"),
-    "_one_forward_pass_per_step": ("mindspore", ms_adam_step, "ran the model forward 2 times"),
-    "_run_mindspore_lstm_fused": ("mindspore", ms_lstm_loop, "ran the LSTM cell 50 times"),
-    "_seed_each_dropout_call": ("mindspore", ms_dropout, "other dropout"),
+    "set_train_recursively[torch]": ("torch", eval_mode, "dropout is still on"),
+    "set_train_recursively[paddle]": ("paddle", eval_mode, "dropout is still on"),
+    "run_lstm_as_compiled_scans[tensorflow]": ("tensorflow", tf_bidirectional, "not reversed"),
+    "set_train_mode_everywhere": ("mindspore", ms_train_again, "dropout is off after set_train()"),
+    "survive_first_mindspore_op": ("mindspore", survive_first_mindspore_op, "numpy.core.multiarray failed to import"),
+    "restore_checkparam_names": ("mindspore", nothing, "cannot import name 'Rel'"),
+    "alias_grad_base": ("mindspore", nothing, "No module named 'mindspore.ops._grad'"),
+    "give_initializers_a_plain_seed": ("mindspore", give_initializers_a_plain_seed, "The only supported seed types"),
+    "gather_embeddings_densely": ("mindspore", ms_adam_step, "must be equal to"),
+    "one_forward_pass_per_step": ("mindspore", ms_adam_step, "ran the model forward 2 times"),
+    "run_mindspore_lstm_fused": ("mindspore", ms_lstm_loop, "ran the LSTM cell 50 times"),
+    "seed_each_dropout_call": ("mindspore", ms_dropout, "other dropout"),
 }

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_backend(backend, code, without=(), timeout=300, cwd=ROOT):
     """Run `code` in a fresh python with `tlx` loaded on `backend` (tlx picks its backend once per
-    process). `without` names compat fixes to leave out, to show the code fails without them."""
-    skip = "".join(f"compat.{fix} = lambda *args: None\n" for fix in without)
+    process). `without` names fixes (backends/<name>/fixes.py) to leave out, to show the code fails without them."""
+    skip = "".join(f"assert fixes.{fix}\nfixes.{fix} = lambda *args: None\n" for fix in without)  # a fix that is there
     program = (
-        "from imdb_lstm import backend, compat\n"
+        f"from imdb_lstm import backend\nfrom imdb_lstm.backends.{backend} import fixes\n"
         f"{skip}tlx = backend.load({backend!r})\n"
         "import numpy as np\n" + textwrap.dedent(code)
     )

@@ -28,7 +28,7 @@ PINS = {  # what each backend's KERNELS must set (written out: a mutated KERNELS
 
 def test_loading_pins_the_kernels_and_applies_every_fix(tlx, loaded):
     """First in this file: the test in which backend.load runs, so a mutation tool maps the load's code
-    (pins, the backend's compat.py fixes) to this test, which runs what each fix makes work: the code
+    (pins, the backend's fixes.py) to this test, which runs what each fix makes work: the code
     that tests/test_compat.py shows failing without it, and for torch a closer look."""
     pinned = loaded["environment"]  # what backend.load set
     assert {name: pinned.get(name) for name in PINS[IN_PROCESS]} == PINS[IN_PROCESS]
@@ -39,7 +39,7 @@ def test_loading_pins_the_kernels_and_applies_every_fix(tlx, loaded):
     assert not [w for w in loaded["warnings"] if w.startswith(("The version of the backend", "No ccache found"))]
     assert tlx.logging.get_verbosity() == tlx.logging.WARN, "tlx would log every layer it builds"
     fixes = [fix for fix, (fixed, *_) in FIXES.items() if fixed == IN_PROCESS]
-    assert fixes, f"no compat fix of {IN_PROCESS} is checked"
+    assert fixes, f"no fix of {IN_PROCESS} is checked"
     for fix in fixes:
         FIXES[fix][1](tlx)
     if IN_PROCESS == "torch":
@@ -52,15 +52,15 @@ def test_loading_pins_the_kernels_and_applies_every_fix(tlx, loaded):
 
 def torch_fixes_in_depth(tlx):
     import torch
-    with pytest.raises(ImportError) as missing:  # _skip_torchvision_box_ops: import worked
+    with pytest.raises(ImportError) as missing:  # skip_torchvision_box_ops: import worked
         sys.modules["tensorlayerx.vision.ops.torch_ops"].nms()
     assert str(missing.value) == "tensorlayerx's box ops (box_area, box_iou, nms) need torchvision"
-    # _let_interrupts_out_of_convert_to_numpy: the same function in every tlx module that had tlx's
+    # let_interrupts_out_of_convert_to_numpy: the same function in every tlx module that had tlx's
     assert sys.modules["tensorlayerx.backend.ops.torch_backend"].convert_to_numpy is tlx.convert_to_numpy
-    # _set_train_recursively: a mode must be a bool, as in tlx
+    # set_train_recursively: a mode must be a bool, as in tlx
     with pytest.raises(ValueError, match="^training mode is expected to be boolean$"):
         tlx.nn.Linear(in_features=2, out_features=2).set_train("yes")
-    # _step_real_torch_optimizer: as tlx, no step before a gradient
+    # step_real_torch_optimizer: as tlx, no step before a gradient
     with pytest.raises(AttributeError, match=r"^Can not apply gradients before zero_grad call\.$"):
         tlx.optimizers.Adam(lr=0.1).apply_gradients([])
 
@@ -83,10 +83,10 @@ def torch_fixes_in_depth(tlx):
             return tlx.reduce_mean(self.classify(self.inner(x)), axis=1)
 
     net, x = Net(), tlx.ones((3, 5, 4))
-    assert len(list(net.parameters())) == 10  # _accept_remove_duplicate: 8 LSTM tensors, 2 Linear
+    assert len(list(net.parameters())) == 10  # accept_remove_duplicate: 8 LSTM tensors, 2 Linear
     twice = tlx.nn.Sequential([net.classify, net.classify])  # one layer in two places: its weights once
     assert len(list(twice.parameters())) == 2
-    net.set_eval()  # _keep_rnn_train_method: eval() works; _set_train_recursively: dropout off at depth 2
+    net.set_eval()  # keep_rnn_train_method: eval() works; set_train_recursively: dropout off at depth 2
     assert not net.inner.lstm.training and net.inner.drop.is_train is False
     assert (tlx.convert_to_numpy(net(x)) == tlx.convert_to_numpy(net(x))).all()
     net.set_train()
@@ -114,7 +114,7 @@ def test_a_linear_layer_starts_from_a_normal_cut_at_two_standard_deviations(tlx)
     weights = tlx.convert_to_numpy(tlx.nn.Linear(in_features=300, out_features=300).weights)
     assert np.abs(weights).max() <= 0.04 + 1e-7 and abs(weights.mean()) < 0.001
     assert 0.0170 < weights.std() < 0.0182, "a normal cut at ± 2 std keeps 0.88 of its spread"
-    if IN_PROCESS == "paddle":  # _remove_fluid_standin: the paddle.fluid stand-in is gone once tlx is in
+    if IN_PROCESS == "paddle":  # remove_fluid_standin: the paddle.fluid stand-in is gone once tlx is in
         assert not [name for name in sys.modules if name.startswith("paddle.fluid")]
 
 

@@ -90,13 +90,17 @@ def recorded(tmp_path_factory):
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_each_stage_lists_the_code_it_imports(recorded, stage):
-    code = sorted(dep for dep in STAGES[stage]["deps"] if dep.endswith(".py"))
+    """Each file a stage imports is a dep, itself or in a listed folder (imdb_lstm/backends: a run imports
+    one backend's code, params.yaml picks which); each listed file and folder is imported from."""
+    deps = STAGES[stage]["deps"]
+    files = {dep for dep in deps if dep.endswith(".py")}
+    folders = [{str(path.relative_to(ROOT)) for path in (ROOT / dep).rglob("*.py")}
+               for dep in deps if dep.startswith("imdb_lstm") and (ROOT / dep).is_dir()]
     imported = {module.replace(".", "/") + ("/__init__.py" if (ROOT / module.replace(".", "/")).is_dir() else ".py")
                 for module in recorded[stage]["modules"]}
-    backends = {f"imdb_lstm/backends/{path.name}" for path in (ROOT / "imdb_lstm/backends").glob("*.py")}
-    if imported & (backends - {"imdb_lstm/backends/__init__.py"}):  # one backend ran; params.yaml picks which
-        imported |= backends
-    assert code == sorted(imported)
+    assert sorted(imported - files - set().union(*folders)) == [], "imported, not a dep"
+    assert sorted(files - imported) == [], "a dep, not imported"
+    assert all(imported & folder for folder in folders), "a folder of which nothing is imported"
 
 
 @pytest.mark.parametrize("stage", list(STAGES))

@@ -18,10 +18,9 @@ ADVERSARIAL = [0.0] if IN_PROCESS == "mindspore" else [0.0, 0.5]  # params.py re
 
 def classifier_task(model, ids, labels, batches=None, **options):
     """train's task for a small SentimentLSTM; `batches` (index arrays) in place of the seeded order."""
-    from imdb_lstm.training import ClassifierTask
     net = model.SentimentLSTM(30, 4, 3, **options.pop("layers", {}))
     spread_weights(backend.tlx(), net)
-    task = ClassifierTask(net, ids, labels, **{"epochs": 1, "batch_size": 4, "lr": 0.0, "seed": 0, **options})
+    task = model.ClassifierTask(net, ids, labels, **{"epochs": 1, "batch_size": 4, "lr": 0.0, "seed": 0, **options})
     if batches is not None:
         task.batches = lambda rng: batches
     return task

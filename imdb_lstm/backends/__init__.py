@@ -1,7 +1,7 @@
-"""Everything that differs between TensorLayerX's backends: one module per backend, each with the same
-few names (the interface below), and `get(name)`, the one dispatch, which refuses an unknown name and
-says what to install for a known one that is missing. Adding a backend is a new module here, its name
-in NAMES, and its fixes in imdb_lstm/compat.py.
+"""Everything that differs between TensorLayerX's backends: one package per backend (NAME/__init__.py, with
+the same few names, the interface below; NAME/fixes.py, its TensorLayerX fixes), and `get(name)`, the one
+dispatch, which refuses an unknown name and says what to install for a known one that is missing. Adding a
+backend is a new package here and its name in NAMES (CONTRIBUTING.md, "Adding a backend").
 
 Each module defines:
   PACKAGE, REQUIREMENTS       the framework's import name; the file that installs it

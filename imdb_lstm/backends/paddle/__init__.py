@@ -3,8 +3,8 @@ import importlib
 
 import numpy as np
 
-from imdb_lstm import compat
 from imdb_lstm.backends import framework_optimizer, take_a_zero_step
+from imdb_lstm.backends.paddle import fixes
 
 PACKAGE, REQUIREMENTS = "paddle", "requirements.txt"
 
@@ -34,20 +34,20 @@ def _paddle():
 
 
 def before_import():
-    compat._install_fluid_standin()
-    compat._truncate_at_two_sigma()
+    fixes.install_fluid_standin()
+    fixes.truncate_at_two_sigma()
 
 
 def after_import(tlx):
-    compat._set_train_recursively(tlx)
-    compat._remove_fluid_standin()
-    compat._pack_rnn_weights_eagerly(tlx)
-    compat._let_gradients_through_frozen_rnns(tlx)  # after the above, which sets the method it wraps
-    compat._make_rnn_zero_states(tlx)
-    compat._draw_he_xavier_eagerly(tlx)
-    compat._skip_zero_weight_decay(tlx)
-    compat._take_max_at_argmax(tlx)
-    compat._let_interrupts_out_of_filter_grads()
+    fixes.set_train_recursively(tlx)
+    fixes.remove_fluid_standin()
+    fixes.pack_rnn_weights_eagerly(tlx)
+    fixes.let_gradients_through_frozen_rnns(tlx)  # after the above, which sets the method it wraps
+    fixes.make_rnn_zero_states(tlx)
+    fixes.draw_he_xavier_eagerly(tlx)
+    fixes.skip_zero_weight_decay(tlx)
+    fixes.take_max_at_argmax(tlx)
+    fixes.let_interrupts_out_of_filter_grads()
 
 
 def pin_after_import():

@@ -3,8 +3,8 @@ import contextlib
 import importlib
 import os
 
-from imdb_lstm import compat
 from imdb_lstm.backends import framework_optimizer
+from imdb_lstm.backends.tensorflow import fixes
 
 PACKAGE, REQUIREMENTS = "tensorflow", "requirements-tensorflow.txt"
 
@@ -30,7 +30,7 @@ def before_import():
 
 
 def after_import(tlx):
-    compat._run_lstm_as_compiled_scans(tlx)
+    fixes.run_lstm_as_compiled_scans(tlx)
 
 
 def pin_after_import():

@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 
-from imdb_lstm import compat
+from imdb_lstm.backends.mindspore import fixes
 from imdb_lstm.errors import PipelineError
 
 PACKAGE, REQUIREMENTS = "mindspore", "requirements-mindspore.txt"
@@ -33,18 +33,18 @@ def before_import():
     # Ops launched synchronously: PyNative's asynchronous launch stalled about 1.3 s on every second
     # or third step here (a plain MindSpore step took 90 or 1,400 ms; launched in order, 55-100 ms).
     _ms().runtime.launch_blocking()
-    compat._survive_first_mindspore_op()
-    compat._restore_checkparam_names()
-    compat._alias_grad_base()
+    fixes.survive_first_mindspore_op()
+    fixes.restore_checkparam_names()
+    fixes.alias_grad_base()
 
 
 def after_import(tlx):
-    compat._give_initializers_a_plain_seed(tlx)
-    compat._gather_embeddings_densely(tlx)
-    compat._run_mindspore_lstm_fused(tlx)
-    compat._one_forward_pass_per_step(tlx)
-    compat._set_train_mode_everywhere(tlx)
-    compat._seed_each_dropout_call(tlx)
+    fixes.give_initializers_a_plain_seed(tlx)
+    fixes.gather_embeddings_densely(tlx)
+    fixes.run_mindspore_lstm_fused(tlx)
+    fixes.one_forward_pass_per_step(tlx)
+    fixes.set_train_mode_everywhere(tlx)
+    fixes.seed_each_dropout_call(tlx)
 
 
 def pin_after_import():
@@ -107,7 +107,7 @@ def load_optimizer_state(tlx, optimizer, weights, state):
         _ms().ops.assign(parameter, _ms().Tensor(state[str(i)].reshape(parameter.shape)))
 
 
-# mindspore.common.seed's counter for ops.dropout, which compat._seed_each_dropout_call makes every dropout use
+# mindspore.common.seed's counter for ops.dropout, which fixes.seed_each_dropout_call makes every dropout use
 DROPOUT_COUNTER = ("dropout", 0)
 
 

@@ -1,8 +1,8 @@
 """torch: the default backend."""
 import importlib
 
-from imdb_lstm import compat
 from imdb_lstm.backends import framework_optimizer, take_a_zero_step
+from imdb_lstm.backends.torch import fixes
 
 PACKAGE, REQUIREMENTS = "torch", "requirements.txt"
 
@@ -22,15 +22,15 @@ def _torch():
 
 
 def before_import():
-    compat._skip_torchvision_box_ops()
+    fixes.skip_torchvision_box_ops()
 
 
 def after_import(tlx):
-    compat._set_train_recursively(tlx)
-    compat._accept_remove_duplicate(tlx)
-    compat._keep_rnn_train_method(tlx)
-    compat._step_real_torch_optimizer(tlx)
-    compat._let_interrupts_out_of_convert_to_numpy(tlx)
+    fixes.set_train_recursively(tlx)
+    fixes.accept_remove_duplicate(tlx)
+    fixes.keep_rnn_train_method(tlx)
+    fixes.step_real_torch_optimizer(tlx)
+    fixes.let_interrupts_out_of_convert_to_numpy(tlx)
 
 
 def pin_after_import():
