@@ -1,4 +1,4 @@
-"""What each TensorLayerX fix of imdb_lstm/backends/<name>/fixes.py makes work: code that needs the fix, called with the
+"""What each TensorLayerX fix (imdb_lstm/backends/NAME/fixes.py) makes work: code that needs the fix, called with the
 loaded tlx, and what it fails with when the fix is left out. tests/test_compat.py runs each in a backend's
 process without its fix; tests/test_backend.py runs each in the test process with every fix in place."""
 
@@ -80,7 +80,7 @@ def lstm_equals_paddle_lstm(tlx):
             lstm = tlx.nn.LSTM(5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True)
             reference = paddle.nn.LSTM(5, 6, num_layers=layers, direction="bidirect" if bidirectional else "forward")
             weights = dict(reference.named_parameters())
-            cells = [(layer, suffix) for layer in range(layers) for suffix in ("", "reverse")[: 1 + bidirectional]]
+            cells = [(layer, suffix) for layer in range(layers) for suffix in ("", "_reverse")[: 1 + bidirectional]]
             for k, (layer, suffix) in enumerate(cells):
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     weights[f"{name}_l{layer}{suffix}"].set_value(getattr(lstm, name)[k])

@@ -108,3 +108,91 @@ def test_a_language_model_that_does_not_fit_is_refused(model, tlx, language_mode
     with pytest.raises(PipelineError) as error:
         language_model.start_from_lm(net, folder, words)
     assert str(error.value).startswith(message.format(folder=folder))
+
+
+def test_the_review_streams_hold_out_two_percent_of_the_reviews_in_a_seeded_order(language_model):
+    documents = [np.full(i % 7 + 1, i) for i in range(120)]
+    stream, held = language_model.review_streams(documents, seed=5)
+    order = np.random.default_rng([5, 2]).permutation(120)
+    assert stream.dtype == held.dtype == np.int64
+    assert held.tolist() == np.concatenate([documents[i] for i in order[:2]]).tolist(), "round(2.4) reviews"
+    assert stream.tolist() == np.concatenate([documents[i] for i in order[2:]]).tolist()
+    assert language_model.review_streams(documents[:3], 0)[1].size == documents[
+        np.random.default_rng([0, 2]).permutation(3)[0]].size, "at least one review is held out"
+    with pytest.raises(PipelineError, match="needs at least two reviews, the archive has 1"):
+        language_model.review_streams(documents[:1], 0)
+
+
+def test_windows_cut_the_stream_into_rows_and_their_next_words(language_model):
+    rows, next_words = language_model.windows(np.arange(23), 5, "training")
+    assert rows.tolist() == [list(range(i, i + 5)) for i in range(0, 20, 5)], "the tail that fills no row is left"
+    assert (next_words == rows + 1).all()
+    assert language_model.windows(np.arange(6), 5, "held-out")[0].tolist() == [[0, 1, 2, 3, 4]]
+    with pytest.raises(PipelineError) as refused:
+        language_model.windows(np.arange(5), 5, "held-out")
+    assert str(refused.value) == ("the held-out reviews hold 5 words, not enough for one row of lm.steps 5: "
+                                  "lower lm.steps")
+    assert language_model.targets(np.array([0, 3, 4, 9]), 5).tolist() == [0, 3, 4, 4], "rarer words: one class"
+
+
+def lm_task(language_model, **options):
+    rng = np.random.default_rng(4)
+    rows, held = rng.integers(0, len(WORDS), (10, 4)), rng.integers(0, len(WORDS), (3, 4))
+    backend.seed(1)
+    net = language_model.LanguageModel(len(WORDS), 4, 3, 1, output_words=5)
+    return language_model.LanguageModelTask(net, rows, np.roll(rows, -1), held, np.roll(held, -1), **{
+        "epochs": 1, "batch_size": 4, "lr": 0.01, "seed": 0, **options})
+
+
+def test_an_lm_epoch_takes_every_row_once_and_scores_the_held_out_next_words(language_model, tlx):
+    from imdb_lstm.loop import fit
+    task = lm_task(language_model, lr=0.0)  # the weights stay: the figures are the start's
+    batches = task.batches(np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(10)) and [len(b) for b in batches] == [4, 4, 2]
+    task.net.set_eval()
+
+    def log_probabilities(rows, next_words):
+        logits = tlx.convert_to_numpy(task.net(tlx.convert_to_tensor(rows))).astype(np.float64)
+        wanted = language_model.targets(next_words, 5).ravel()
+        shifted = logits - logits.max(1, keepdims=True)
+        return (shifted - np.log(np.exp(shifted).sum(1, keepdims=True)))[np.arange(len(wanted)), wanted], \
+            logits.argmax(1) == wanted
+    held, right = log_probabilities(task.held_rows, task.held_next_words)
+    train, train_right = log_probabilities(task.rows, task.next_words)
+    published = []
+    fit(task, None, "", published.append)
+    record, = published[0].log
+    assert record.held_out == {"perplexity": round(float(np.exp(-held.mean())), 4),
+                               "next_word_accuracy": round(right.mean(), 6)}
+    assert record.loss == pytest.approx(-train.mean(), rel=1e-5), "every next word counts once"
+    assert record.accuracy == round(train_right.mean(), 6)
+
+
+def test_an_lm_stopped_within_an_epoch_resumes_from_its_last_checkpoint_as_if_never_stopped(
+        language_model, tlx, tmp_path):
+    from imdb_lstm.loop import fit
+    def run(folder, stop_at=None):
+        task, taken = lm_task(language_model, epochs=2), []
+        task.checkpoint_steps = 2  # of the 3 steps an epoch
+        inputs = task.inputs
+
+        def stopped_at(epoch, batches, start):  # Ctrl-C as step `stop_at` is about to start
+            for step_inputs in inputs(epoch, batches, start):
+                taken.append(1)
+                if len(taken) == stop_at:
+                    raise KeyboardInterrupt
+                yield step_inputs
+        task.inputs = stopped_at
+        published = []
+        fit(task, folder, "lm", published.append)
+        return published[0].log, weights_of(tlx, task.net), len(taken)
+
+    straight, straight_weights, steps = run(None)
+    assert steps == 6
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "checkpoint", stop_at=6)  # epoch 2 keeps a checkpoint after its 2nd step, the 5th
+    resumed, resumed_weights, steps = run(tmp_path / "checkpoint")
+    assert steps == 1, "epoch 2's last step only"
+    assert resumed == straight
+    assert all(np.array_equal(a, b) for a, b in zip(straight_weights, resumed_weights))
+    assert not (tmp_path / "checkpoint").exists(), "a finished language model keeps no checkpoint"
