@@ -104,19 +104,127 @@ def test_early_stopping_keeps_the_best_epochs_weights_and_stops_after_patience(m
 
 
 def test_a_resumed_run_ends_as_an_uninterrupted_one(model, tlx, tmp_path):
-    """Two epochs in one run, and one epoch then a longer run from its checkpoint (the optimizer's state and
-    the batch order's too): the same log and weights."""
+    """Three epochs in one run, and one, two and three epochs each going on from the last's checkpoint (the
+    optimizer's state and the batch order's too): the same log, best epoch and weights."""
     rng = np.random.default_rng(2)
     ids, labels = rng.integers(1, 30, (12, 5)), rng.integers(0, 2, 12)
+    held = (rng.integers(1, 30, (6, 5)), rng.integers(0, 2, 6))
 
-    def run(epochs, folder):
-        backend.seed(0)
-        task = classifier_task(model, ids, labels, epochs=epochs, lr=0.05)
-        return fit_here(task, folder, "run"), weights_of(tlx, task.net)
+    def run(epochs, folder):  # with everything a checkpoint keeps: early stopping's best, the weight average,
+        backend.seed(0)  # and the embedding's first epoch frozen (after it, a new optimizer)
+        task = classifier_task(model, ids, labels, epochs=epochs, lr=0.05, held=held, patience=5,
+                               warm_layers=("embedding",), frozen_epochs=1, fine_tune_lr=0.02)
+        return fit_here(task, folder, "run", average_decay=0.5), weights_of(tlx, task.net)
 
-    straight, straight_weights = run(2, None)
-    run(1, tmp_path / "checkpoint")
-    assert (tmp_path / "checkpoint/state.json").is_file(), "a finished run keeps its last epoch's"
-    resumed, resumed_weights = run(2, tmp_path / "checkpoint")
-    assert resumed.log == straight.log
+    straight, straight_weights = run(3, None)
+    for epochs in (1, 2):
+        run(epochs, tmp_path / "checkpoint")
+        assert (tmp_path / "checkpoint/state.json").is_file(), "a finished run keeps its last epoch's"
+    resumed, resumed_weights = run(3, tmp_path / "checkpoint")
+    assert resumed.log == straight.log and resumed.best == straight.best
     assert all(np.array_equal(a, b) for a, b in zip(straight_weights, resumed_weights))
+
+
+def test_validation_scores_the_held_out_reviews_and_names_the_loss_it_watches(model, tlx):
+    rng = np.random.default_rng(3)
+    ids, labels = rng.integers(1, 30, (8, 5)), rng.integers(0, 2, 8)
+    held = (rng.integers(1, 30, (6, 5)), np.array([0, 1, 1, 0, 1, 1]))
+    task = classifier_task(model, ids, labels, held=held)
+    task.net.set_eval()
+    logits = model.predict_logits(task.net, held[0])
+    shifted = logits - logits.max(1, keepdims=True)
+    loss = -(shifted[range(6), held[1]] - np.log(np.exp(shifted).sum(1))).mean()
+    scores = task.held_out()
+    accuracy = round((logits.argmax(1) == held[1]).mean(), 6)
+    assert scores == {"val_loss": round(scores["val_loss"], 6), "val_accuracy": accuracy}
+    assert scores["val_loss"] == pytest.approx(loss, abs=1e-6) and task.monitor == "val_loss"
+    assert task.describe_scores(scores) == f", validation loss {scores['val_loss']:.4f}"
+    plain = classifier_task(model, ids, labels)
+    assert plain.held_out() == {} and plain.describe_scores({}) == "" and plain.monitor is None
+
+
+def test_warm_layers_stay_frozen_for_their_epochs_then_train_at_the_fine_tuning_rate(model, tlx):
+    rng = np.random.default_rng(5)
+    ids, labels = rng.integers(1, 30, (8, 5)), rng.integers(0, 2, 8)
+    task = classifier_task(model, ids, labels, epochs=3, lr=0.05, warm_layers=("embedding", "lstm"), frozen_epochs=1,
+                           fine_tune_lr=0.5)
+    assert [task.new_phase(epoch) for epoch in (1, 2, 3)] == [False, True, False]
+    assert [task.describe(epoch) for epoch in (1, 2)] == ["epoch 1/3 (embedding and lstm frozen)", "epoch 2/3"]
+    rates, embeddings, make_step = [], [], task.make_step
+
+    def recording_make_step(epoch):
+        step = make_step(epoch)
+        rates.append(step.net_with_train.optimizer.lr)
+        embeddings.append(weights_of(tlx, task.net.embedding)[0])
+        return step
+    task.make_step = recording_make_step
+    fit_here(task)
+    assert rates == [0.05, 0.5], "a new optimizer for the thawed epochs, at fine_tune_lr"
+    np.testing.assert_array_equal(embeddings[0], embeddings[1])  # epoch 1 left the embedding as it was
+    assert not np.array_equal(embeddings[1], weights_of(tlx, task.net.embedding)[0]), "then it trains"
+
+
+def test_each_epochs_figures_go_to_dvclive_and_a_resumed_run_logs_the_earlier_ones_again(model, tlx, tmp_path):
+    from dvclive import Live
+    rng = np.random.default_rng(6)
+    ids, labels = rng.integers(1, 30, (8, 5)), rng.integers(0, 2, 8)
+    held = (rng.integers(1, 30, (4, 5)), rng.integers(0, 2, 4))
+
+    def run(epochs, name):
+        backend.seed(0)
+        task = classifier_task(model, ids, labels, held=held, epochs=epochs, lr=0.05, patience=5)
+        live = Live(str(tmp_path / name), dvcyaml=False, save_dvc_exp=False, report=None)
+        result = fit_here(task, tmp_path / "checkpoint", "run", live=live)
+        live.end()
+        plots = tmp_path / name / "plots/metrics"
+        return result, {p.stem: p.read_text() for p in plots.glob("*.tsv")}
+
+    straight, logged = run(2, "straight")
+    assert sorted(logged) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert logged["val_loss"].splitlines() == ["step\tval_loss"] + [f"{r.epoch}\t{r.held_out['val_loss']}"
+                                                                    for r in straight.log]
+    (tmp_path / "checkpoint").rename(tmp_path / "straight-checkpoint")  # the resumed run starts from its own
+    run(1, "first")
+    resumed, relogged = run(2, "resumed")
+    assert relogged == logged and resumed.log == straight.log
+
+
+def test_the_task_takes_the_seeded_batch_order_and_each_epochs_own_unlabelled_batches(model, tlx):
+    """Trimmed: batches of similar length (batch_order's by_length); with virtual adversarial training each
+    step also takes unlabelled_batches' pair from a generator of the seed and the epoch, so a resumed run
+    draws what an uninterrupted one did."""
+    from imdb_lstm.text import lengths
+    from imdb_lstm.training import AdversarialLoss, VirtualAdversarialLoss, batch_order, unlabelled_batches
+    rng = np.random.default_rng(7)
+    ids, labels, unlabelled = rng.integers(0, 30, (12, 6)), rng.integers(0, 2, 12), rng.integers(0, 30, (9, 6))
+    ids[:, :2] = unlabelled[:, :2] = 0
+    task = classifier_task(model, ids, labels, trim=True, unlabelled=unlabelled, virtual_adversarial=0.1, seed=4)
+    batches = task.batches(np.random.default_rng(0))
+    assert [b.tolist() for b in batches] == [b.tolist() for b in batch_order(lengths(ids), 4, np.random.default_rng(0),
+                                                                             by_length=True)]
+    pairs = unlabelled_batches(unlabelled, 3, 4, np.random.default_rng([4, 3, 2]), True, 4)
+    for (tensors, predictions), batch, pair in zip(task.inputs(2, batches, 1), batches[1:], list(pairs)[1:],
+                                                   strict=True):
+        assert predictions == len(batch) and len(tensors) == 4
+        np.testing.assert_array_equal(tlx.convert_to_numpy(tensors[0]), ids[batch][:, 2:])
+        for tensor, array in zip(tensors[2:], pair):
+            np.testing.assert_array_equal(tlx.convert_to_numpy(tensor), array)
+    if IN_PROCESS != "mindspore":  # params.py refuses both there
+        losses = [classifier_task(model, ids, labels, **{key: 0.1}, unlabelled=unlabelled).make_step(1).net_with_train
+                  for key in ("adversarial", "virtual_adversarial")]
+        assert [type(step.net_with_loss) for step in losses] == [AdversarialLoss, VirtualAdversarialLoss]
+
+
+def test_a_state_goes_through_json_as_it_was_with_each_records_scores_in_their_order():
+    """A checkpoint's state.json is written with sorted keys; the scores keep their order (dvclive logs
+    them in it) and the best epoch comes back."""
+    import json
+
+    from imdb_lstm.loop import Record, State, Totals
+    log = [Record(1, 0.5, 0.75, {"val_loss": 0.4, "val_accuracy": 0.8}),
+           Record(2, 0.25, 0.875, {"val_loss": 0.6, "val_accuracy": 0.7})]
+    state = State(3, 2, {"seed": [1]}, Totals(1.5, 3, 4), log, log[0], 0.75)
+    again = State.from_json(json.loads(json.dumps(state.to_json(), sort_keys=True)))
+    assert again == state and list(again.log[1].held_out) == ["val_loss", "val_accuracy"]
+    assert again.log[0].figures() == {"loss": 0.5, "accuracy": 0.75, "val_loss": 0.4, "val_accuracy": 0.8}
+    assert State.from_json(json.loads(json.dumps(State().to_json()))) == State()
