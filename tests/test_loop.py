@@ -5,6 +5,8 @@ tlx runs in the test process, on the backend IMDB_TEST_BACKEND names (torch if u
 runs these files once more on each other installed backend. A mutation tool sees only what runs in its own
 process (TESTING.md): these tests let it see the backend-facing code run.
 """
+import re
+
 import numpy as np
 import pytest
 from conftest import IN_PROCESS
@@ -85,12 +87,12 @@ def test_trimmed_batches_train_on_the_words_only(model, tlx):
 
 
 def test_early_stopping_keeps_the_best_epochs_weights_and_stops_after_patience(model, tlx):
-    """Validation losses 0.5, 0.4, 0.45, 0.6 (then 0.3, never reached) with patience 2: the run stops after
-    epoch 4, and the net ends with epoch 2's weights."""
+    """Validation losses 0.5, 0.4, 0.4, 0.6 (then 0.3, never reached) with patience 2: a tie is no better, so
+    the run stops after epoch 4, and the net ends with epoch 2's weights."""
     rng = np.random.default_rng(1)
     ids, labels = rng.integers(1, 30, (8, 5)), rng.integers(0, 2, 8)
     task = classifier_task(model, ids, labels, held=(ids, labels), patience=2, epochs=5, lr=0.05)
-    losses, seen = iter([0.5, 0.4, 0.45, 0.6, 0.3]), []
+    losses, seen = iter([0.5, 0.4, 0.4, 0.6, 0.3]), []
 
     def held_out():
         seen.append(weights_of(tlx, task.net))
@@ -103,7 +105,7 @@ def test_early_stopping_keeps_the_best_epochs_weights_and_stops_after_patience(m
     assert all(np.array_equal(a, b) for a, b in zip(seen[1], weights_of(tlx, task.net)))
 
 
-def test_a_resumed_run_ends_as_an_uninterrupted_one(model, tlx, tmp_path):
+def test_a_resumed_run_ends_as_an_uninterrupted_one(model, tlx, tmp_path, capsys):
     """Three epochs in one run, and one, two and three epochs each going on from the last's checkpoint (the
     optimizer's state and the batch order's too): the same log, best epoch and weights."""
     rng = np.random.default_rng(2)
@@ -120,7 +122,9 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(model, tlx, tmp_path):
     for epochs in (1, 2):
         run(epochs, tmp_path / "checkpoint")
         assert (tmp_path / "checkpoint/state.json").is_file(), "a finished run keeps its last epoch's"
+    capsys.readouterr()
     resumed, resumed_weights = run(3, tmp_path / "checkpoint")
+    assert f"train: resuming after epoch 2, from the checkpoint in {tmp_path / 'checkpoint'}" in capsys.readouterr().err
     assert resumed.log == straight.log and resumed.best == straight.best
     assert all(np.array_equal(a, b) for a, b in zip(straight_weights, resumed_weights))
 
@@ -228,3 +232,24 @@ def test_a_state_goes_through_json_as_it_was_with_each_records_scores_in_their_o
     assert again == state and list(again.log[1].held_out) == ["val_loss", "val_accuracy"]
     assert again.log[0].figures() == {"loss": 0.5, "accuracy": 0.75, "val_loss": 0.4, "val_accuracy": 0.8}
     assert State.from_json(json.loads(json.dumps(State().to_json()))) == State()
+
+
+def test_each_epoch_ends_in_a_line_and_a_log_gets_its_progress(model, tlx, monkeypatch, capsys):
+    """In a log (stderr not a terminal): the progress lines of the bar, then the epoch's figures rounded to six
+    places, its validation loss and, with a weight average, the validation loss of the weights as trained."""
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    rng = np.random.default_rng(8)
+    ids, labels = rng.integers(1, 30, (7, 5)), np.array([0, 1, 1, 0, 1, 1, 1])
+    task = classifier_task(model, ids, labels, held=(ids, labels), lr=0.05)
+    capsys.readouterr()
+    result = fit_here(task, average_decay=0.5)
+    record, = result.log
+    assert 0 < result.seconds < 600
+    assert record.accuracy == round(record.accuracy, 6) and record.loss == round(record.loss, 6), "k/7 has more"
+    lines = capsys.readouterr().err.splitlines()
+    progress = [line.split(" [")[0] for line in lines[:2]]
+    assert progress == ["epoch 1/1: 57% 4/7 reviews", "epoch 1/1: 100% 7/7 reviews"]
+    scores = (f"loss {record.loss:.4f}, accuracy {record.accuracy:.4f}, "
+              f"validation loss {record.held_out['val_loss']:.4f}")
+    assert re.fullmatch(rf"epoch 1/1: {scores} \(the weights as trained: \d\.\d{{4}}\) in \d s", lines[-1])
