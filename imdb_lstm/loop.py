@@ -125,7 +125,7 @@ class Task(Protocol):
 
 
 def fit(task, folder, made_for, publish, average_decay=0.0, live=None):
-    """Train `net` on `task` for task.epochs, going on from the checkpoint in `folder` if it was made for
+    """Train task.net for task.epochs, going on from the checkpoint in `folder` if it was made for
     `made_for`; then `publish(result)` writes the outputs, and the checkpoint goes unless a longer run could
     use it. With `average_decay` a WeightAverage of the weights is validated and kept; with `live` (dvclive)
     each epoch's figures are logged, a resumed run's earlier ones first."""
