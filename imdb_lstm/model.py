@@ -199,7 +199,6 @@ class ClassifierTask:
     warm_layers: tuple = ()
     frozen_epochs: int = 0
     fine_tune_lr: float | None = None
-    uses_dropout: bool = False
     name, unit, loss_name, lr_setting = "train", " reviews", "training loss", "`lr`"
     checkpoint_steps, keep_last_checkpoint = None, True
 
@@ -207,6 +206,7 @@ class ClassifierTask:
         self.loss_fn, self.review_lengths = CountingLoss(backend.tlx()), lengths(self.ids)
         self.trainable = list(self.net.trainable_weights)  # before any freezing: tlx caches this list
         self.monitor = "val_loss" if self.held is not None else None
+        self.uses_dropout = bool(self.net.config["dropout"] or self.net.config["embedding_dropout"])
 
     def batches(self, rng):
         return batch_order(self.review_lengths, self.batch_size, rng, by_length=self.trim)

@@ -60,12 +60,11 @@ def main():
         start_from_lm(net, LM, words)
     elif params["pretrain"]["use"]:
         start_from_vectors(net, np.load(PRETRAINED / "vectors.npy"))
-    layers = params["model"]
     task = model.ClassifierTask(
         net, ids, labels, epochs=params["epochs"], batch_size=params["batch_size"], lr=params["lr"],
-        seed=params["seed"], held=held, patience=params["patience"], trim=layers["trim_padding"],
+        seed=params["seed"], held=held, patience=params["patience"], trim=params["model"]["trim_padding"],
         unlabelled=unlabelled, adversarial=params["adversarial"], virtual_adversarial=params["virtual_adversarial"],
-        **warm_start(params), uses_dropout=bool(layers["dropout"] or layers["embedding_dropout"]))
+        **warm_start(params))
     # without `epochs`: a finished run's checkpoint lets a longer run go on from its last epoch
     made_for = fingerprint({k: v for k, v in params.items() if k != "epochs"}, [*INPUTS, Path(__file__)],
                            backend.version())
