@@ -67,11 +67,6 @@ def require(backend):
         pytest.skip(str(error))
 
 
-@pytest.fixture
-def installed_backends():
-    return backends.installed()
-
-
 # tlx picks its backend once per process: the tests that call it in the test process run on the backend
 # IMDB_TEST_BACKEND names (torch if unset); test_backends.py runs them once more on each other backend.
 IN_PROCESS = os.environ.get("IMDB_TEST_BACKEND", "torch")

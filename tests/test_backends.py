@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, IN_PROCESS_FILES, ROOT, require
+from conftest import BACKENDS, IN_PROCESS_FILES, ROOT, require, run_backend
 
 from imdb_lstm import backends
 from imdb_lstm.errors import PipelineError
@@ -59,42 +59,12 @@ for name, options in OPTIONS.items():
     for _ in range(40):
         step(tlx.convert_to_tensor(ids), tlx.convert_to_tensor(labels.astype(np.int64)))
     net.set_eval()
-    folder = FOLDER / BACKEND / name
+    folder = FOLDER / "trained" / BACKEND / name
     folder.mkdir(parents=True)
     save_model(net, folder, vocabulary=None)
     np.save(folder / "ids.npy", ids)
     np.save(folder / "logits.npy", predict_logits(net, ids))
 """
-
-LOAD_AND_PREDICT = """
-from imdb_lstm.model import load_model, predict_logits
-for folder in FOLDER.glob("*/*"):
-    logits = predict_logits(load_model(folder), np.load(folder / "ids.npy"))
-    np.save(folder / f"logits_on_{BACKEND}.npy", logits)
-"""
-
-
-LARGER = {"bidirectional": True, "num_layers": 2, "pooling": "masked_mean_max", "dropout": 0.3}
-OPTIONS = {"tutorial": {}, "larger": LARGER, "max": {"pooling": "max"}, "last": {"pooling": "last"}}
-
-
-def test_weights_saved_on_any_backend_predict_the_same_on_every_other(tmp_path, backend_run, installed_backends):
-    """Parity: every model option, trained on each backend, scores the same on every backend."""
-    header = f"from pathlib import Path\nFOLDER = Path({str(tmp_path)!r})\nOPTIONS = {OPTIONS!r}\n"
-    for code in (TRAIN_AND_SAVE, LOAD_AND_PREDICT):
-        for backend in installed_backends:
-            result = backend_run(backend, header + f"BACKEND = {backend!r}\n" + code)
-            assert result.returncode == 0, result.stderr
-    for trained_on in installed_backends:
-        for name in OPTIONS:
-            folder = tmp_path / trained_on / name
-            logits = np.load(folder / "logits.npy")
-            assert np.abs(logits).max() > 0.5, "the model learned something, so labels are not ties"
-            for loaded_on in installed_backends:
-                reloaded = np.load(folder / f"logits_on_{loaded_on}.npy")
-                np.testing.assert_allclose(reloaded, logits, atol=1e-4, err_msg=f"{trained_on} -> {loaded_on}, {name}")
-                assert (reloaded.argmax(1) == logits.argmax(1)).all()
-
 
 ALONE_AND_TOGETHER = """
 from imdb_lstm.model import SentimentLSTM, predict_logits
@@ -105,20 +75,61 @@ net.set_eval()
 rng = np.random.default_rng(0)
 words = [str(w) for w in range(48)]
 ids = encode([" ".join(rng.choice(words, n)) for n in (3, 7, 7, 12, 1, 5, 12, 3)], words, 16, "pre", "pre")
-np.save(FOLDER / "together.npy", predict_logits(net, ids, batch_size=2))
+trimmed = FOLDER / "trim_padding" / BACKEND
+trimmed.mkdir(parents=True)
+np.save(trimmed / "together.npy", predict_logits(net, ids, batch_size=2))
 own_words = [row[row != 0][None] for row in ids]  # each review alone, no padding at all
 alone = [tlx.convert_to_numpy(net(tlx.convert_to_tensor(row))) for row in own_words]
-np.save(FOLDER / "alone.npy", np.concatenate(alone))
-np.save(FOLDER / "padded.npy", tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids))))
+np.save(trimmed / "alone.npy", np.concatenate(alone))
+np.save(trimmed / "padded.npy", tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids))))
+"""
+
+LOAD_AND_PREDICT = """
+from imdb_lstm.model import load_model, predict_logits
+for folder in FOLDER.glob("trained/*/*"):
+    logits = predict_logits(load_model(folder), np.load(folder / "ids.npy"))
+    np.save(folder / f"logits_on_{BACKEND}.npy", logits)
 """
 
 
+LARGER = {"bidirectional": True, "num_layers": 2, "pooling": "masked_mean_max", "dropout": 0.3}
+OPTIONS = {"tutorial": {}, "larger": LARGER, "max": {"pooling": "max"}, "last": {"pooling": "last"}}
+
+
+@pytest.fixture(scope="module")
+def ran_on_each(tmp_path_factory):
+    """A folder where each installed backend, in one process of its own, trained and saved every model
+    option (trained/BACKEND/OPTION) and scored reviews with trimmed padding (trim_padding/BACKEND)."""
+    folder = tmp_path_factory.mktemp("backends")
+    header = f"from pathlib import Path\nFOLDER = Path({str(folder)!r})\nOPTIONS = {OPTIONS!r}\n"
+    for backend in backends.installed():
+        result = run_backend(backend, header + f"BACKEND = {backend!r}\n" + TRAIN_AND_SAVE + ALONE_AND_TOGETHER)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_weights_saved_on_any_backend_predict_the_same_on_every_other(ran_on_each):
+    """Parity: every model option, trained on each backend, scores the same on every backend."""
+    installed_backends = backends.installed()
+    header = f"from pathlib import Path\nFOLDER = Path({str(ran_on_each)!r})\n"
+    for backend in installed_backends:
+        result = run_backend(backend, header + f"BACKEND = {backend!r}\n" + LOAD_AND_PREDICT)
+        assert result.returncode == 0, result.stderr
+    for trained_on in installed_backends:
+        for name in OPTIONS:
+            folder = ran_on_each / "trained" / trained_on / name
+            logits = np.load(folder / "logits.npy")
+            assert np.abs(logits).max() > 0.5, "the model learned something, so labels are not ties"
+            for loaded_on in installed_backends:
+                reloaded = np.load(folder / f"logits_on_{loaded_on}.npy")
+                np.testing.assert_allclose(reloaded, logits, atol=1e-4, err_msg=f"{trained_on} -> {loaded_on}, {name}")
+                assert (reloaded.argmax(1) == logits.argmax(1)).all()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_with_trim_padding_a_review_scores_the_same_alone_as_in_any_batch(tmp_path, backend_run, backend):
+def test_with_trim_padding_a_review_scores_the_same_alone_as_in_any_batch(ran_on_each, backend):
     require(backend)
-    result = backend_run(backend, f"from pathlib import Path\nFOLDER = Path({str(tmp_path)!r})\n" + ALONE_AND_TOGETHER)
-    assert result.returncode == 0, result.stderr
-    together, alone, padded = (np.load(tmp_path / f"{name}.npy") for name in ("together", "alone", "padded"))
+    together, alone, padded = (np.load(ran_on_each / "trim_padding" / backend / f"{name}.npy")
+                               for name in ("together", "alone", "padded"))
     np.testing.assert_allclose(together, alone, atol=1e-6)
     assert np.abs(padded - alone).max() > 1e-5, "the padding these rows share changes the logits untrimmed"
-

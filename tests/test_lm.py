@@ -63,17 +63,22 @@ def test_with_lm_use_false_the_pipeline_writes_the_bytes_it_wrote_without_the_lm
         assert (repos["with"].path / output).read_bytes() == (repos["without"].path / output).read_bytes(), output
 
 
-def test_a_lm_killed_within_and_after_an_epoch_resumes_and_ends_with_an_uninterrupted_runs_bytes(tmp_path):
+def test_a_lm_killed_within_and_after_an_epoch_resumes_and_ends_with_an_uninterrupted_runs_bytes(
+        tlx, tmp_path, capsys):
+    """The kills need a process of their own; the runs after them need none."""
     repo = prepared_repo(tmp_path, n_per_class=60)
     # one row of 4 words a step: over 500 steps an epoch (about 700), so a checkpoint falls within it
-    set_params(repo.path / "params.yaml", {"lm": {**LM["lm"], "batch_size": 1, "steps": 4}})
+    set_params(repo.path / "params.yaml", {"backend": IN_PROCESS, "lm": {**LM["lm"], "batch_size": 1, "steps": 4}})
     repo.run("dvc", "repro", "pretrain")
     kill_stage_after(repo, "lm", "lm epoch 1/2: 500/")
     again = kill_stage_after(repo, "lm", "lm epoch 1/2: loss")
     assert "lm: resuming epoch 1 after 500 of its steps" in again
-    assert "lm: resuming after epoch 1," in repo.run("dvc", "repro", "lm").stderr
+    capsys.readouterr()
+    run_here(repo, "lm")
+    assert "lm: resuming after epoch 1," in capsys.readouterr().err
     outputs = [(repo.path / name).read_bytes() for name in ("data/lm/weights.npz", "metrics/lm.json")]
-    assert "resuming" not in repo.run("python", "-m", "stages.lm").stderr  # as long as the checkpoint's run
+    run_here(repo, "lm")
+    assert "resuming" not in capsys.readouterr().err  # as long as the checkpoint's run: starts over
     assert [(repo.path / name).read_bytes() for name in ("data/lm/weights.npz", "metrics/lm.json")] == outputs
 
 

@@ -3,8 +3,8 @@ the committed golden hash of a tiny train + evaluate run where a backend promise
 other CPU models (its CROSS_CPU_FLAG is one of this CPU's features: kernels.same_bits_as_other_cpus).
 
 A different CPU makes the math libraries pick other kernels (oneDNN's and ATen's instruction sets,
-MKL's vendor paths) and other thread counts. Each setting below makes this machine pick what another
-one would; with the pins of imdb_lstm/kernels.py every one must give one hash. Each golden hash came out
+MKL's vendor paths) and other thread counts. Each setting of OTHER_CPUS makes this machine pick what another
+one would; with the pins of imdb_lstm/kernels.py every one must give the golden hash. Each golden hash came out
 on an AMD and an Intel CPU with the backend's flag, and holds for the pinned frameworks of the requirements files;
 they cover model.json and train.json too: a change of what those files hold changes them (rerun the
 test and commit the one hash every setting gives).
@@ -25,22 +25,27 @@ GOLDEN = {
     "tensorflow": "90ec74ab6ee23fcb434ab7b46eea5fca97c0e5bba9f00661a6df1d897084ea96",
     "mindspore": "b6442593e4fbc7d4d3c6cd81c63c1318a6715b228bf10bd7860b48ccf0549dd0",
 }
-# What another CPU would pick, simulated here: instruction-set limits, thread counts, MKL paths.
-# "threads" is the thread count the backend starts with, as on a machine with that many cores (1 and a
-# count above this machine's cores bracket the others).
-# torch promises this machine only: a rerun, thread counts, and a user's oneDNN math mode. Each setting
-# is a rerun too: one hash from all of them is the same bits on reruns.
-SETTINGS = {
+# What every machine is promised: reruns and any thread count. "threads" is the thread count the backend
+# starts with, as on a machine with that many cores (1 and a count above this machine's cores bracket the
+# others); {} is a rerun of the run before it. torch also keeps a user's oneDNN math mode.
+THIS_MACHINE = {
     "torch": [{}, {"threads": 1}, {"threads": 8}, {"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"}],
-    "paddle": [{}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "paddle": [{}, {"threads": 1}, {"threads": 8}],
+    "tensorflow": [{}, {"threads": 1}, {"threads": 8}],
+    "mindspore": [{}, {"threads": 1}, {"threads": 25}],
+}
+# What another CPU would pick, simulated here (instruction-set limits, MKL paths): run only where the
+# backend promises this CPU the bits of other CPU models, and there they must give the golden hash.
+OTHER_CPUS = {
+    "torch": [],
+    "paddle": [{"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
                {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, {"MKL_CBWR": "COMPATIBLE"}, {"MKL_CBWR": "AVX512"},
-               {"MKL_DEBUG_CPU_TYPE": "2"}, {"FLAGS_use_mkldnn": "1"},
-               {"threads": 1}, {"threads": 8}],
-    "tensorflow": [{}, {"TF_ENABLE_ONEDNN_OPTS": "1"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
-                   {"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
-                   {"threads": 1}, {"threads": 8}],
-    "mindspore": [{}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"},
-                  {"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"threads": 1}, {"threads": 25}],
+               {"MKL_DEBUG_CPU_TYPE": "2"}, {"FLAGS_use_mkldnn": "1"}],
+    "tensorflow": [{"TF_ENABLE_ONEDNN_OPTS": "1"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+                   {"ONEDNN_MAX_CPU_ISA": "SSE41"},
+                   {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}],
+    "mindspore": [{"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"},
+                  {"ONEDNN_MAX_CPU_ISA": "SSE41"}],
 }
 # Two settings that change the bits on any CPU when nothing is pinned: proof that the test can fail.
 DIFFERENT_UNPINNED = {
@@ -92,14 +97,18 @@ def train_and_evaluate(project, backend, setting, reproducible=True):
 
 def test_the_golden_hashes_are_those_of_the_backends_that_promise_other_cpus_the_same_bits():
     assert set(GOLDEN) == {name for name in BACKENDS if backends.module(name).CROSS_CPU_FLAG}
+    assert set(THIS_MACHINE) == set(OTHER_CPUS) == set(backends.NAMES)
+    assert {name for name, settings in OTHER_CPUS.items() if settings} == set(GOLDEN)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_setting_gives_the_same_bits(prepared, backend):
-    """On this machine for every backend; the committed bits too where this CPU is promised them."""
+    """On this machine for every backend; other CPUs' settings and the committed bits too where this CPU
+    is promised them."""
     require(backend)
-    hashes = [(setting, train_and_evaluate(prepared, backend, setting)) for setting in SETTINGS[backend]]
     promised = kernels.same_bits_as_other_cpus(backends.module(backend))
+    settings = THIS_MACHINE[backend] + (OTHER_CPUS[backend] if promised else [])
+    hashes = [(setting, train_and_evaluate(prepared, backend, setting)) for setting in settings]
     expected = GOLDEN[backend] if promised else hashes[0][1]
     assert hashes == [(setting, expected) for setting, _ in hashes]
 
