@@ -41,13 +41,25 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "fast: runs in the test process, in seconds (pytest -m fast)")
 
 
+# The other test files, slowest first (TESTING.md has what each takes).
+SLOWEST_FIRST = ["test_benchmarks.py", "test_pipeline.py", "test_stages.py", "test_experiments.py",
+                 "test_reproducible.py", "test_checkpoint.py", "test_lm.py", "test_compat.py", "test_fuzz.py",
+                 "test_backends.py", "test_dvc_yaml.py", "test_model_files.py", "test_baseline.py"]
+
+
 def pytest_collection_modifyitems(items):
-    """Mark the fast files, and put them last: run in parallel by file (README's command), the slow files
-    start first and the fast ones fill in, so every worker finishes at about the same time."""
+    """Mark the fast files, and order the files slowest first: run in parallel by file (README's command),
+    each worker takes the next file when it is free, so the long ones start first and the fast ones fill
+    in at the end, and the workers finish at about the same time."""
     for item in items:
-        if item.path.name in FAST_FILES:
+        name = item.path.name
+        if name not in FAST_FILES and name not in SLOWEST_FIRST:
+            raise pytest.UsageError(f"tests/{name} is in neither FAST_FILES nor SLOWEST_FIRST (tests/conftest.py): "
+                                    "add it to one")
+        if name in FAST_FILES:
             item.add_marker(pytest.mark.fast)
-    items.sort(key=lambda item: item.path.name in FAST_FILES)
+    items.sort(key=lambda item: SLOWEST_FIRST.index(item.path.name) if item.path.name in SLOWEST_FIRST
+               else len(SLOWEST_FIRST))
 
 
 @pytest.fixture
