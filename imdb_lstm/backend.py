@@ -108,6 +108,12 @@ def no_grad():
     return _entry.no_grad()
 
 
+def detach(tensors):
+    """`tensors` (a tensor, or a tuple of them, such as an LSTM's (h, c)) as constants: no gradient flows back
+    through them."""
+    return tuple(map(detach, tensors)) if isinstance(tensors, tuple | list) else _entry.detach(tensors)
+
+
 def adversarial_objective(loss_at, pushed_loss_at, x, push):
     """What a training step's loss must be for it to descend loss_at(x) + pushed_loss_at(x + push(g, x)),
     where g is the gradient of loss_at at x; push gets g and x as constants and returns a constant. Each

@@ -2,13 +2,16 @@
 
 `LanguageModel` exists once `imdb_lstm.backend.load(...)` has run, as model.py's SentimentLSTM. The LM
 is the classifier's embedding and LSTM (params.yaml's model.embedding_dim, hidden_size, num_layers; one
-direction) with a softmax on top that predicts the next word. A softmax over the whole vocabulary would
-cost 5-10x the rest of a step on a CPU (CONTRIBUTING.md, `lm.output_words`); this one predicts the next
-word among the `output_words` - 1 lowest ids, which are the most frequent words (prepare ranks them),
-and one class for every rarer word: a narrow softmax whose cost does not grow with the vocabulary.
+direction) with a softmax on top that predicts the next word, one of two kinds (`lm.softmax`):
+- narrow: the next word among the `output_words` - 1 lowest ids, which are the most frequent words
+  (prepare ranks them), and one class for every rarer word. Its cost does not grow with the vocabulary; a
+  softmax over the whole vocabulary costs a CPU 5-10x the rest of a step (CONTRIBUTING.md, `lm.output_words`).
+- tied: every word of the vocabulary, scored by the embedding's own vectors (the LSTM's state projected
+  to the embedding's width, then a dot product with each word's vector, plus a bias per word): the
+  language models of Inan et al. 2017 and Merity et al. 2018, which a GPU trains at LSTM-1152 in minutes.
 
 Saved as data/lm/lm.json (the architecture and the sha256 of its words by id) and weights.npz
-(embedding, LSTM, then the output layer, in `all_weights` order; tlx's npz layout).
+(embedding, LSTM, then the output layers, in `all_weights` order; tlx's npz layout).
 """
 import json
 import math
@@ -27,23 +30,58 @@ CHECKPOINT_STEPS = 500  # steps between checkpoints within an epoch: minutes of 
 ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # what the classifier must share
 
 
-class LanguageModelLayers:
-    """LanguageModel's layers and forward pass, joined to the loaded backend's tlx.nn.Module by `__getattr__`."""
+SOFTMAXES = ("narrow", "tied")
 
-    def __init__(self, vocab_size, embedding_dim, hidden_size, num_layers, output_words):
+
+class LanguageModelLayers:
+    """LanguageModel's layers and forward pass, joined to the loaded backend's tlx.nn.Module by `__getattr__`.
+    With `carry_state` each forward pass starts from the LSTM state the previous one ended with (`carried`,
+    None: zeros), as a stream read window after window; no gradient flows back into the previous window."""
+
+    def __init__(self, vocab_size, embedding_dim, hidden_size, num_layers, output_words, softmax="narrow",
+                 dropout=0.0, carry_state=False):
         super().__init__()
         tlx = backend.tlx()
         self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
                        "num_layers": num_layers, "output_words": output_words}
+        if softmax != "narrow":  # written only when used: a narrow LM keeps the lm.json it had before
+            self.config = {**self.config, "output_words": vocab_size, "softmax": softmax}
+        self.carry_state, self.carried = carry_state, None
         # the same layers, built the same way, as SentimentLSTM's: their weights fit one another
         self.embedding = tlx.nn.Embedding(vocab_size, embedding_dim)
         self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True)
-        self.output = tlx.nn.Linear(in_features=hidden_size, out_features=output_words)
+        self.dropout = tlx.nn.Dropout(p=dropout) if dropout else None
+        if softmax == "tied":
+            self.project = tlx.nn.Linear(in_features=hidden_size, out_features=embedding_dim)
+            self.word_bias = backend.module_class(BiasLayers)(vocab_size)
+        else:
+            self.output = tlx.nn.Linear(in_features=hidden_size, out_features=output_words)
 
     def forward(self, ids):
-        """(batch × steps, output_words) logits of each next word, row by row."""
-        states, _ = self.lstm(self.embedding(ids))
-        return self.output(backend.tlx().reshape(states, (-1, self.config["hidden_size"])))
+        """(batch × steps, output words) logits of each next word, row by row."""
+        tlx = backend.tlx()
+        states, last = self.lstm(self.embedding(ids), self.carried)
+        if self.carry_state:
+            self.carried = backend.detach(last)
+        states = tlx.reshape(states, (-1, self.config["hidden_size"]))
+        if self.dropout:
+            states = self.dropout(states)
+        if self.config.get("softmax") == "tied":
+            return self.word_bias(tlx.matmul(self.project(states), tlx.transpose(self.embedding.embeddings)))
+        return self.output(states)
+
+
+class BiasLayers:
+    """A learned number per class, added to the logits (the tied softmax's word bias): a layer of its own,
+    so its weight comes after the embedding's and the LSTM's in `all_weights`."""
+
+    def __init__(self, size):
+        super().__init__()
+        tlx = backend.tlx()
+        self.bias = self._get_weights("bias", shape=(size,), init=tlx.initializers.zeros())
+
+    def forward(self, logits):
+        return logits + self.bias
 
 
 def __getattr__(name):
@@ -112,6 +150,26 @@ def windows(stream, steps, part):
     return stream[:rows * steps].reshape(rows, steps), stream[1:rows * steps + 1].reshape(rows, steps)
 
 
+def lanes(stream, count, steps, part):
+    """(inputs, next words, lanes): the stream cut into `count` lanes of equal length (fewer where it is too
+    short for a row in each), each lane cut into rows by windows(), the rows lane by lane: lane j's k-th row
+    is row j * (rows per lane) + k. A model that carries its state reads each lane in order (lane_batches).
+    `count` 0: the rows of windows(), to be read in any order, and lanes 0."""
+    if not count:
+        return *windows(stream, steps, part), 0
+    count = max(1, min(count, len(stream) // (steps + 1)))
+    length = len(stream) // count
+    parts = [windows(stream[j * length:(j + 1) * length], steps, part) for j in range(count)]
+    return np.concatenate([rows for rows, _ in parts]), np.concatenate([words for _, words in parts]), count
+
+
+def lane_batches(rows, count):
+    """The batches that read `count` lanes of rows (lanes()) side by side, in order: batch k holds each
+    lane's k-th row."""
+    per_lane = rows // count
+    return [np.arange(count) * per_lane + k for k in range(per_lane)]
+
+
 def targets(ids, output_words):
     """The class of each word id: the id itself below output_words - 1, else the "rarer word" class
     (prepare gives the most frequent words the lowest ids)."""
@@ -123,7 +181,10 @@ class LanguageModelTask:
     """What `lm` trains (loop.fit runs it): the rows of the training stream (`rows`, `next_words`), in a new
     seeded order each epoch, `batch_size` at a time, each row from a zero state (as the classifier reads a
     review), with Adam at `lr`; a checkpoint every CHECKPOINT_STEPS steps; after each epoch, perplexity and
-    next-word accuracy on the held-out rows. Both count the "rarer word" class as one word."""
+    next-word accuracy on the held-out rows. Both count the "rarer word" class as one word.
+    With `lanes` (the rows made by lanes(), `held_lanes` likewise) each batch is the next row of every lane
+    and the net carries its LSTM state from one batch to the next; the state starts from zeros at each
+    epoch, at the held-out rows, and every CHECKPOINT_STEPS steps, where a checkpoint holds none of it."""
 
     net: object
     rows: np.ndarray
@@ -134,13 +195,18 @@ class LanguageModelTask:
     batch_size: int
     lr: float
     seed: int
+    lanes: int = 0
+    held_lanes: int = 0
     name, unit, loss_name, lr_setting = "lm", " steps", "language model's loss", "lm.lr"
-    checkpoint_steps, keep_last_checkpoint, monitor, patience, uses_dropout = CHECKPOINT_STEPS, False, None, 1, False
+    checkpoint_steps, keep_last_checkpoint, monitor, patience = CHECKPOINT_STEPS, False, None, 1
 
     def __post_init__(self):
         self.loss_fn = CountingLoss(backend.tlx())
+        self.uses_dropout = self.net.dropout is not None
 
     def batches(self, rng):
+        if self.lanes:
+            return lane_batches(len(self.rows), self.lanes)
         order = rng.permutation(len(self.rows))
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
@@ -149,7 +215,9 @@ class LanguageModelTask:
 
     def inputs(self, epoch, batches, start):
         tlx = backend.tlx()
-        for rows in batches[start:]:
+        for index, rows in enumerate(batches[start:], start):
+            if index % self.checkpoint_steps == 0:
+                self.net.carried = None
             wanted = targets(self.next_words[rows], self.net.config["output_words"]).ravel()
             yield [tlx.convert_to_tensor(self.rows[rows]), tlx.convert_to_tensor(wanted)], wanted.size
 
@@ -162,15 +230,18 @@ class LanguageModelTask:
     def held_out(self):
         """Perplexity and accuracy of the next words on the held-out rows."""
         tlx, total, correct = backend.tlx(), 0.0, 0
+        batches = (lane_batches(len(self.held_rows), self.held_lanes) if self.held_lanes else
+                   [slice(start, start + self.batch_size) for start in range(0, len(self.held_rows), self.batch_size)])
+        self.net.carried = None
         with backend.no_grad():
-            for start in range(0, len(self.held_rows), self.batch_size):
-                rows = slice(start, start + self.batch_size)
+            for rows in batches:
                 logits = tlx.convert_to_numpy(self.net(tlx.convert_to_tensor(self.held_rows[rows]))).astype(np.float64)
                 wanted = targets(self.held_next_words[rows], self.net.config["output_words"]).ravel()
                 top = logits.max(axis=1)
                 log_sum = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
                 total += float((log_sum - logits[np.arange(len(wanted)), wanted]).sum())
                 correct += int((logits.argmax(axis=1) == wanted).sum())
+        self.net.carried = None
         words = self.held_next_words.size
         return {"perplexity": round(math.exp(total / words), 4), "next_word_accuracy": round(correct / words, 6)}
 

@@ -58,6 +58,9 @@ SCHEMA = {
         "steps": (int, *_int_range(2, 5000)),
         "lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
         "output_words": (int, *_int_range(3, 1_000_002)),
+        "softmax": (str, *_choice("narrow", "tied")),
+        "carry_state": (bool, lambda v: True, "true or false"),
+        "dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
         "frozen_epochs": (int, *_int_range(0, 1000)),
         "fine_tune_lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
     },
@@ -138,7 +141,7 @@ def check_rules(params, path):
     if lm["use"] and model["bidirectional"]:
         raise PipelineError(f"{path}: lm.use starts the LSTM from a language model, which reads one way: set "
                             "model.bidirectional to false, or lm.use to false")
-    if lm["use"] and lm["output_words"] > data["vocab_size"] + 2:
+    if lm["use"] and lm["softmax"] == "narrow" and lm["output_words"] > data["vocab_size"] + 2:
         raise PipelineError(f"{path}: 'lm.output_words' {lm['output_words']} is more than the "
                             f"{data['vocab_size'] + 2} word ids of 'data.vocab_size' {data['vocab_size']}: lower it, "
                             "or raise the vocabulary")

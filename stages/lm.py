@@ -7,8 +7,9 @@ here from the archive, not read from data/prepared/vocab.json: that file also ho
 the padding settings, and a change to those must not cost a new language model. Writes data/lm/
 (imdb_lstm/language_model.py: the embedding and LSTM that train starts from) and metrics/lm.json:
 the LM's perplexity and next-word accuracy on held-out reviews (2 % of those it reads, chosen by the
-seed, never trained on). Perplexity and accuracy count the "rarer word" class as one word (see language_model.py).
-The reviews, in a seeded order, make one stream of words, cut into rows of lm.steps words
+seed, never trained on). With the narrow softmax, perplexity and accuracy count the "rarer word" class as one
+word (see language_model.py). The reviews, in a seeded order, make one stream of words, cut into rows of
+lm.steps words, or with lm.carry_state into lm.batch_size lanes read side by side in order
 (language_model.LanguageModelTask says how they are trained). The loop (imdb_lstm/loop.py) keeps a
 checkpoint every few hundred steps: a killed run resumes from there, and ends as an uninterrupted run would.
 With lm.use false nothing reads the LM, so the stage only writes data/lm/unused.txt (no backend is
@@ -24,7 +25,7 @@ from imdb_lstm.archive import sorted_reviews
 from imdb_lstm.checkpoint import fingerprint
 from imdb_lstm.errors import PipelineError, run_stage
 from imdb_lstm.files import atomic_dir, write_json
-from imdb_lstm.language_model import LanguageModelTask, review_streams, save_lm, windows
+from imdb_lstm.language_model import LanguageModelTask, lanes, review_streams, save_lm
 from imdb_lstm.loop import fit
 from imdb_lstm.params import load_params
 from imdb_lstm.text import PROCESSES, UNKNOWN, corpus_ids, rank_words, vocabulary, words_sha256
@@ -46,19 +47,24 @@ def main():
         write_json(METRICS, {"used": False})
         print("lm: skipped (lm.use is false)")
         return
-    words, documents = read_reviews(params["data"]["vocab_size"], lm["output_words"])
+    words, documents = read_reviews(params["data"]["vocab_size"])
+    if lm["softmax"] == "narrow" and lm["output_words"] > len(words):
+        raise PipelineError(f"lm.output_words {lm['output_words']} is more than the {len(words)} word ids: "
+                            "lower it, or raise data.vocab_size")
     stream, held_stream = review_streams(documents, params["seed"])
-    rows, next_words = windows(stream, lm["steps"], "training")
-    held_rows, held_next_words = windows(held_stream, lm["steps"], "held-out")
+    (rows, next_words, count), (held_rows, held_next_words, held_count) = (
+        lanes(part, lm["batch_size"] if lm["carry_state"] else 0, lm["steps"], name)
+        for part, name in ((stream, "training"), (held_stream, "held-out")))
 
     backend.load(params["backend"], params["device"], params["reproducible"])
     backend.seed(params["seed"])
     net = language_model.LanguageModel(len(words), model["embedding_dim"], model["hidden_size"], model["num_layers"],
-                        lm["output_words"])
+                                       lm["output_words"], lm["softmax"], lm["dropout"], lm["carry_state"])
     if params["pretrain"]["use"]:
         start_from_vectors(net, np.load(VECTORS))
     task = LanguageModelTask(net, rows, next_words, held_rows, held_next_words, epochs=lm["epochs"],
-                             batch_size=lm["batch_size"], lr=lm["lr"], seed=params["seed"])
+                             batch_size=lm["batch_size"], lr=lm["lr"], seed=params["seed"], lanes=count,
+                             held_lanes=held_count)
 
     def publish(result):
         with atomic_dir(OUT) as tmp:
@@ -74,14 +80,11 @@ def main():
     fit(task, CHECKPOINT, fingerprint(params, [ARCHIVE, VECTORS, Path(__file__)], backend.version()), publish)
 
 
-def read_reviews(vocab_size, output_words):
+def read_reviews(vocab_size):
     """(prepare's vocabulary, each training and unlabelled review as an array of word ids in it)."""
     reviews = sorted_reviews(ARCHIVE, include_unsup=True)["train"]
     ranked, _, _ = rank_words([text for label, _, text in reviews if label >= 0], PROCESSES)
     words = vocabulary(ranked, vocab_size)
-    if output_words > len(words):
-        raise PipelineError(f"lm.output_words {output_words} is more than the {len(words)} word ids: "
-                            "lower it, or raise data.vocab_size")
     ids, offsets = corpus_ids([text for _, _, text in reviews], words, PROCESSES)
     return words, np.split(np.where(ids < 0, UNKNOWN, ids), offsets[1:-1])  # -1: a word outside the vocabulary
 

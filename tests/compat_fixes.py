@@ -243,6 +243,12 @@ def survive_first_mindspore_op(tlx):
     tlx.transpose(tlx.ones((1, 2)), (1, 0))
 
 
+def ms_transpose(tlx):
+    transposed = tlx.transpose(tlx.convert_to_tensor(np.arange(6.0).reshape(2, 3)))
+    assert transposed is not None, "tlx.transpose returned None"
+    assert tlx.convert_to_numpy(transposed).tolist() == [[0, 3], [1, 4], [2, 5]]
+
+
 def give_initializers_a_plain_seed(tlx):
     tlx.nn.Embedding(10, 3)
 
@@ -330,6 +336,7 @@ FIXES = {
     "alias_grad_base": ("mindspore", nothing, "No module named 'mindspore.ops._grad'"),
     "give_initializers_a_plain_seed": ("mindspore", give_initializers_a_plain_seed, "The only supported seed types"),
     "gather_embeddings_densely": ("mindspore", ms_adam_step, "must be equal to"),
+    "return_transposes": ("mindspore", ms_transpose, "tlx.transpose returned None"),
     "one_forward_pass_per_step": ("mindspore", ms_adam_step, "ran the model forward 2 times"),
     "run_mindspore_lstm_fused": ("mindspore", ms_lstm_loop, "ran the LSTM cell 50 times"),
     "seed_each_dropout_call": ("mindspore", ms_dropout, "other dropout"),

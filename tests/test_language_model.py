@@ -168,31 +168,140 @@ def test_an_lm_epoch_takes_every_row_once_and_scores_the_held_out_next_words(lan
     assert record.accuracy == round(train_right.mean(), 6)
 
 
+def test_lanes_cut_the_stream_into_equal_parts_that_batches_read_side_by_side(language_model):
+    rows, next_words, count = language_model.lanes(np.arange(50), 3, 4, "training")
+    assert count == 3 and rows.shape == (9, 4) and (next_words == rows + 1).all()
+    batches = language_model.lane_batches(len(rows), count)
+    assert [b.tolist() for b in batches] == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    for lane in range(3):  # 16 words a lane: its rows in order, batch after batch
+        assert np.concatenate([rows[b[lane]] for b in batches]).tolist() == list(range(16 * lane, 16 * lane + 12))
+    assert language_model.lanes(np.arange(12), 5, 4, "training")[2] == 2, "as many lanes as hold a row"
+    rows, next_words, count = language_model.lanes(np.arange(12), 0, 4, "training")
+    windows = language_model.windows(np.arange(12), 4, "training")
+    assert (rows.tolist(), next_words.tolist(), count) == (windows[0].tolist(), windows[1].tolist(), 0)
+    with pytest.raises(PipelineError, match="the held-out reviews hold 4 words, not enough for one row"):
+        language_model.lanes(np.arange(4), 3, 4, "held-out")
+
+
+def logits_of(tlx, net, ids):
+    return tlx.convert_to_numpy(net(tlx.convert_to_tensor(ids)))
+
+
+@pytest.mark.parametrize("softmax", ["narrow", "tied"])
+def test_an_lm_that_carries_its_state_reads_a_stream_in_windows_as_in_one_pass(language_model, tlx, softmax):
+    ids = np.random.default_rng(0).integers(0, len(WORDS), (2, 8))
+    nets = {}
+    for carry in (True, False):
+        backend.seed(2)
+        nets[carry] = language_model.LanguageModel(len(WORDS), 4, 3, 2, 5, softmax, carry_state=carry)
+        nets[carry].set_eval()
+    whole = logits_of(tlx, nets[True], ids).reshape(2, 8, -1)
+    nets[True].carried = None
+    windows = [logits_of(tlx, nets[True], ids[:, :4]), logits_of(tlx, nets[True], ids[:, 4:])]
+    np.testing.assert_allclose(np.concatenate([w.reshape(2, 4, -1) for w in windows], axis=1), whole, atol=1e-6)
+    fresh = logits_of(tlx, nets[False], ids[:, 4:]).reshape(2, 4, -1)
+    assert np.abs(fresh - whole[:, 4:]).max() > 1e-3 * np.abs(whole).max(), "without it the window starts over"
+    np.testing.assert_array_equal(logits_of(tlx, nets[False], ids[:, :4]), windows[0])
+
+
+def test_the_tied_softmax_scores_every_word_by_its_embedding_vector_and_bias(language_model, tlx):
+    backend.seed(0)
+    net = language_model.LanguageModel(len(WORDS), 4, 3, 1, output_words=5, softmax="tied")
+    assert net.config["output_words"] == len(WORDS) and net.config["softmax"] == "tied"
+    layers = [net.embedding, net.lstm, net.project, net.word_bias]  # in all_weights' order: the classifier
+    assert [id(w) for w in net.all_weights] == [id(w) for layer in layers for w in layer.all_weights]  # reads the first
+    net.set_eval()
+    ids = np.array([[2, 3, 4, 2]])  # neither word 5 nor 6
+    before = logits_of(tlx, net, ids)
+    weights = [tlx.convert_to_numpy(w) for w in net.all_weights]
+    weights[0][6] *= 2  # word 6's vector: it is read nowhere, it only scores word 6
+    weights[-1][5] += 1.0
+    tlx.files.assign_weights(weights, net)
+    after = logits_of(tlx, net, ids)
+    np.testing.assert_allclose(after[:, 5], before[:, 5] + 1.0, atol=1e-6)
+    np.testing.assert_allclose(after[:, 6], before[:, 6] * 2, atol=1e-6)
+    np.testing.assert_array_equal(after[:, :5], before[:, :5])
+
+
+def lane_task(language_model, softmax="tied", dropout=0.0, **options):
+    rng = np.random.default_rng(4)
+    rows, next_words, count = language_model.lanes(rng.integers(0, len(WORDS), 60), 3, 4, "training")
+    held, held_next, held_count = language_model.lanes(rng.integers(0, len(WORDS), 30), 3, 4, "held-out")
+    backend.seed(1)
+    net = language_model.LanguageModel(len(WORDS), 4, 3, 1, 5, softmax, dropout, carry_state=True)
+    return language_model.LanguageModelTask(net, rows, next_words, held, held_next, **{
+        "epochs": 1, "batch_size": 3, "lr": 0.01, "seed": 0, "lanes": count, "held_lanes": held_count, **options})
+
+
+def test_a_carrying_lm_scores_held_out_lanes_as_one_pass_over_each(language_model, tlx):
+    task = lane_task(language_model)
+    task.net.set_eval()
+    for layer in (task.net.embedding, task.net.lstm):  # larger weights: the state the rows carry matters more
+        tlx.files.assign_weights([w * 5 for w in weights_of(tlx, layer)], layer)
+
+    def perplexity(rows, wanted):
+        wanted = wanted.ravel()
+        task.net.carried = None
+        logits = logits_of(tlx, task.net, rows).astype(np.float64)
+        shifted = logits - logits.max(1, keepdims=True)
+        return float(np.exp(-(shifted - np.log(np.exp(shifted).sum(1, keepdims=True)))[
+            np.arange(len(wanted)), wanted].mean()))
+    per_lane = len(task.held_rows) // task.held_lanes
+    one_pass = perplexity(task.held_rows.reshape(task.held_lanes, per_lane * 4), task.held_next_words)
+    task.net.carry_state = False
+    each_row_alone = perplexity(task.held_rows, task.held_next_words)
+    task.net.carry_state = True
+    assert abs(one_pass - each_row_alone) > 1e-3
+    task.net.carried = "left by training"  # held_out starts from zeros, and leaves zeros
+    assert task.held_out()["perplexity"] == pytest.approx(one_pass, abs=1e-4)
+    assert task.net.carried is None
+
+
+@pytest.mark.parametrize("carry_state", [False, True])
 def test_an_lm_stopped_within_an_epoch_resumes_from_its_last_checkpoint_as_if_never_stopped(
-        language_model, tlx, tmp_path):
+        language_model, tlx, tmp_path, carry_state):
+    """A carried state starts from zeros at each checkpoint, so a resumed run can match."""
     from imdb_lstm.loop import fit
+
     def run(folder, stop_at=None):
-        task, taken = lm_task(language_model, epochs=2), []
-        task.checkpoint_steps = 2  # of the 3 steps an epoch
+        task, started = (lane_task if carry_state else lm_task)(language_model, epochs=2), []
+        task.checkpoint_steps = 2  # of the 3 (4 in lanes) steps an epoch
         inputs = task.inputs
 
         def stopped_at(epoch, batches, start):  # Ctrl-C as step `stop_at` is about to start
             for step_inputs in inputs(epoch, batches, start):
-                taken.append(1)
-                if len(taken) == stop_at:
+                started.append(task.net.carried is None)
+                if len(started) == stop_at:
                     raise KeyboardInterrupt
                 yield step_inputs
         task.inputs = stopped_at
         published = []
         fit(task, folder, "lm", published.append)
-        return published[0].log, weights_of(tlx, task.net), len(taken)
+        return published[0].log, weights_of(tlx, task.net), started
 
-    straight, straight_weights, steps = run(None)
-    assert steps == 6
+    straight, straight_weights, started = run(None)
+    steps = len(started) // 2
+    assert started == ([True, False, True, False] if carry_state else [True] * 3) * 2
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "checkpoint", stop_at=6)  # epoch 2 keeps a checkpoint after its 2nd step, the 5th
-    resumed, resumed_weights, steps = run(tmp_path / "checkpoint")
-    assert steps == 1, "epoch 2's last step only"
+        run(tmp_path / "checkpoint", stop_at=2 * steps)  # epoch 2 keeps a checkpoint after its 2nd step
+    resumed, resumed_weights, started = run(tmp_path / "checkpoint")
+    assert started == ([True, False] if carry_state else [True]), "epoch 2 from its 3rd step on"
     assert resumed == straight
     assert all(np.array_equal(a, b) for a, b in zip(straight_weights, resumed_weights))
     assert not (tmp_path / "checkpoint").exists(), "a finished language model keeps no checkpoint"
+
+
+def test_an_lm_with_dropout_drops_while_training_only(language_model, tlx):
+    task = lane_task(language_model, dropout=0.5)
+    assert task.uses_dropout and not lane_task(language_model).uses_dropout
+    ids = task.rows[:3]
+    task.net.set_train()
+    task.net.carried = None
+    trained = logits_of(tlx, task.net, ids)
+    task.net.set_eval()
+    evaluated = []
+    for _ in range(2):
+        task.net.carried = None
+        evaluated.append(logits_of(tlx, task.net, ids))
+    np.testing.assert_array_equal(*evaluated)
+    assert not np.allclose(trained, evaluated[0])

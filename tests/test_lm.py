@@ -65,8 +65,10 @@ def test_a_lm_killed_within_and_after_an_epoch_resumes_and_ends_with_an_uninterr
         tlx, tmp_path, capsys):
     """The kills need a process of their own; the runs after them need none."""
     repo = prepared_repo(tmp_path, n_per_class=60)
-    # one row of 4 words a step: over 500 steps an epoch (about 700), so a checkpoint falls within it
-    set_params(repo.path / "params.yaml", {"backend": IN_PROCESS, "lm": {**LM["lm"], "batch_size": 1, "steps": 4}})
+    # one row of 4 words a step: over 500 steps an epoch (about 700), so a checkpoint falls within it; the
+    # GPU recipe's LM, whose carried state starts from zeros at each checkpoint, so a resumed run can match
+    lm = {**LM["lm"], "batch_size": 1, "steps": 4, "softmax": "tied", "carry_state": True}
+    set_params(repo.path / "params.yaml", {"backend": IN_PROCESS, "lm": lm})
     repo.run("dvc", "repro", "pretrain")
     kill_stage_after(repo, "lm", "lm epoch 1/2: 500/")
     again = kill_stage_after(repo, "lm", "lm epoch 1/2: loss")
@@ -102,6 +104,27 @@ def test_the_lm_of_one_backend_starts_the_classifier_on_another(tmp_path, lm_bac
         assert lm_weight.shape == model_weight.shape and (lm_weight == model_weight).all()
     loss = epochs(repo.path)[0]["loss"]
     assert loss[-1] < loss[0]  # the layers above train
+
+
+def test_a_tied_lm_that_carries_its_state_trains_and_starts_the_classifier(tlx, tmp_path):
+    """The GPU recipe's language model, at a tiny size: a softmax over every word tied to the embedding, the
+    stream read in lanes with the state carried, dropout before the softmax. (The tiny archive's words come
+    at random: the most it can learn is how often each comes.)"""
+    repo = prepared_repo(tmp_path)
+    lm = {**LM["lm"], "softmax": "tied", "carry_state": True, "dropout": 0.1, "batch_size": 4,
+          "frozen_epochs": 10}
+    set_params(repo.path / "params.yaml", {**LM, "backend": IN_PROCESS, "lm": lm})
+    for stage in ("pretrain", "lm", "train"):
+        run_here(repo, stage)
+    metrics = repo.json("metrics/lm.json")
+    perplexities = [epoch["perplexity"] for epoch in metrics["log"]]
+    vocabulary = len(repo.json("data/prepared/vocab.json")["words"])
+    assert max(perplexities) < vocabulary, "over every word id: a uniform guess scores the vocabulary's size"
+    assert repo.json("data/lm/lm.json")["output_words"] == vocabulary
+    with np.load(repo.path / "data/lm/weights.npz") as saved, np.load(repo.path / "data/model/weights.npz") as model:
+        shared = 1 + len(tlx.nn.LSTM(2, 2).all_weights)  # the embedding, then the LSTM's four tensors
+        for i in range(shared):
+            assert (saved[str(i)] == model[str(i)]).all(), "frozen: the classifier's start, bit for bit"
 
 
 def test_train_refuses_a_language_model_of_another_vocabulary(tlx, tmp_path):

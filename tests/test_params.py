@@ -195,6 +195,8 @@ def test_the_lm_may_predict_every_word_id_and_no_more(tmp_path):
         else:
             with pytest.raises(PipelineError, match="'lm.output_words' 20003 is more than the 20002 word ids"):
                 load_params(path)
+            # the tied softmax predicts every word id whatever output_words says: nothing to refuse
+            assert load_params(write(tmp_path, with_change("lm.softmax", "tied", params)))["lm"]["softmax"] == "tied"
 
 
 def test_alias_bombs_and_huge_files_are_refused_before_they_cost_memory(tmp_path):

@@ -13,6 +13,7 @@ Each module defines:
   has_gpu(), use_device(gpu)  where new tensors live
   deterministic()             ask for run-to-run deterministic kernels (after tlx.set_seed)
   set_trainable(weight, on), no_grad()
+  detach(tensor)              the tensor as a constant: no gradient flows back through it
   adversarial_objective(loss_at, pushed_loss_at, x, push)
                               what a training step descends to descend loss_at(x) + pushed_loss_at(x + push(g, x)),
                               g being loss_at's gradient at x and push given constants (training.py's
@@ -29,7 +30,7 @@ from imdb_lstm.errors import PipelineError, quote
 NAMES = ("torch", "paddle", "tensorflow", "mindspore")
 INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "CROSS_CPU_FLAG", "before_import", "after_import",
              "pin_after_import", "has_gpu", "use_device", "deterministic", "set_trainable", "no_grad",
-             "adversarial_objective", "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
+             "detach", "adversarial_objective", "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
 
 
 def get(name):

@@ -41,6 +41,7 @@ def before_import():
 def after_import(tlx):
     fixes.give_initializers_a_plain_seed(tlx)
     fixes.gather_embeddings_densely(tlx)
+    fixes.return_transposes(tlx)
     fixes.run_mindspore_lstm_fused(tlx)
     fixes.one_forward_pass_per_step(tlx)
     fixes.set_train_mode_everywhere(tlx)
@@ -77,6 +78,10 @@ def set_trainable(weight, trainable):
 
 def no_grad():
     return contextlib.nullcontext()  # PyNative records a graph only inside value_and_grad
+
+
+def detach(tensor):
+    return _ms().ops.stop_gradient(tensor)
 
 
 # Adversarial training takes a gradient inside the step's own; tlx's mindspore step differentiates the

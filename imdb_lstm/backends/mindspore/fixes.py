@@ -75,6 +75,19 @@ def gather_embeddings_densely(tlx):
     tlx.EmbeddingLookup = DenseEmbeddingLookup  # tlx's Embedding layers look it up here when built
 
 
+def return_transposes(tlx):
+    """`tlx.transpose` prints the transposed tensor and returns None (its last line is `print(outputs)`), so
+    the tied softmax's `tlx.matmul(states, tlx.transpose(embeddings))` fails with "Failed calling MatMulExt
+    with ... other=None". Return it (reversing the axes where no `perm` is given, as the other backends do)."""
+    import mindspore
+
+    def transpose(a, perm=None, conjugate=False):
+        transposed = mindspore.ops.transpose(a, tuple(reversed(range(a.ndim))) if perm is None else tuple(perm))
+        return mindspore.ops.conj(transposed) if conjugate else transposed
+
+    tlx.transpose = tlx.ops.transpose = transpose
+
+
 def run_mindspore_lstm_fused(tlx):
     """tlx's LSTM runs each time step as Python-driven ops: 1.19 s a training step of the default model,
     against 85 ms with this fix. MindSpore's own nn.LSTM runs on its fused CPU kernel through

@@ -74,6 +74,10 @@ def no_grad():
     return _paddle().no_grad()
 
 
+def detach(tensor):
+    return tensor.detach()
+
+
 def adversarial_objective(loss_at, pushed_loss_at, x, push):
     if x.stop_gradient:  # a frozen embedding's output records no gradient: a copy that does stands in for it
         x = x.detach()

@@ -63,6 +63,10 @@ def no_grad():
     return contextlib.nullcontext()  # TF records a graph only inside a GradientTape
 
 
+def detach(tensor):
+    return _tf().stop_gradient(tensor)
+
+
 def adversarial_objective(loss_at, pushed_loss_at, x, push):
     with _tf().GradientTape() as tape:  # inside the step's own tape, which records this one's work too
         tape.watch(x)

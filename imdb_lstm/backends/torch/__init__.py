@@ -58,6 +58,10 @@ def no_grad():
     return _torch().no_grad()
 
 
+def detach(tensor):
+    return tensor.detach()
+
+
 def adversarial_objective(loss_at, pushed_loss_at, x, push):
     # a frozen embedding's output records no gradient: a copy that does stands in for it
     x = x if x.requires_grad else x.detach().requires_grad_()
