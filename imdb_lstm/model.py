@@ -21,6 +21,7 @@ from imdb_lstm.params import SCHEMA, check
 from imdb_lstm.text import PAD, lengths, trim_padding
 from imdb_lstm.training import CountingLoss, batch_order, make_step, unlabelled_batches
 
+POOLED_VECTORS = {"masked_mean_max": 2, "last_max_mean": 3}  # vectors a pooling joins; the others, one
 # model.json: the architecture, checked as params.yaml's `model:` is, plus the vocabulary size.
 MODEL_FILE_SCHEMA = {"vocab_size": (int, lambda v: 3 <= v <= 1_000_002, "an integer from 3 to 1000002"),
                      **SCHEMA["model"]}
@@ -48,7 +49,7 @@ class SentimentLSTMLayers:
         # default (False), so it ran across the reviews of a batch instead.
         self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                                 dropout=dropout if num_layers > 1 else 0.0, batch_first=True)
-        features = hidden_size * (2 if bidirectional else 1) * (2 if pooling == "masked_mean_max" else 1)
+        features = hidden_size * (2 if bidirectional else 1) * POOLED_VECTORS.get(pooling, 1)
         self.dropout = tlx.nn.Dropout(p=dropout) if dropout else None
         self.dense = tlx.nn.Linear(in_features=features, out_features=hidden_size, act=tlx.nn.ReLU)
         self.classify = tlx.nn.Linear(in_features=hidden_size, out_features=2)
@@ -70,7 +71,8 @@ class SentimentLSTMLayers:
         return self.classify(self.dense(features))
 
     def pool(self, states, ids):
-        """One vector per review from the LSTM's states at every step; `masked_` skips padding."""
+        """One vector per review from the LSTM's states at every step; `masked_` skips padding, and so do
+        last_max_mean's max and mean (ULMFiT's concat pooling: the last state, the maximum, the mean)."""
         tlx = backend.tlx()
         if self.pooling == "mean":
             return tlx.reduce_mean(states, axis=1)
@@ -82,7 +84,10 @@ class SentimentLSTMLayers:
         mean = tlx.reduce_sum(states * words, axis=1) / tlx.maximum(tlx.reduce_sum(words, axis=1), tlx.ones((1, 1)))
         if self.pooling == "masked_mean":
             return mean
-        return tlx.concat([mean, tlx.reduce_max(states - (1 - words) * 1e9, axis=1)], axis=1)
+        most = tlx.reduce_max(states - (1 - words) * 1e9, axis=1)
+        if self.pooling == "masked_mean_max":
+            return tlx.concat([mean, most], axis=1)
+        return tlx.concat([states[:, -1, :], most, mean], axis=1)
 
 
 def __getattr__(name):
@@ -98,7 +103,7 @@ def parameter_count(config):
     e, h, layers = config["embedding_dim"], config["hidden_size"], config["num_layers"]
     directions = 2 if config["bidirectional"] else 1
     lstm = sum(directions * 4 * h * ((e if layer == 0 else h * directions) + h + 2) for layer in range(layers))
-    features = h * directions * (2 if config["pooling"] == "masked_mean_max" else 1)
+    features = h * directions * POOLED_VECTORS.get(config["pooling"], 1)
     return config["vocab_size"] * e + lstm + (features + 1) * h + (h + 1) * 2
 
 

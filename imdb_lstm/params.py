@@ -11,7 +11,7 @@ from imdb_lstm.errors import PipelineError, quote
 MAX_BYTES = 1 << 16  # the project's params.yaml is about 2 KB
 
 BACKENDS = NAMES  # imdb_lstm/backends/: one module per backend
-POOLINGS = ("mean", "masked_mean", "max", "masked_mean_max", "last")  # see imdb_lstm/model.py
+POOLINGS = ("mean", "masked_mean", "max", "masked_mean_max", "last", "last_max_mean")  # see imdb_lstm/model.py
 DEVICES = ("cpu", "gpu", "auto")
 
 
@@ -123,9 +123,9 @@ def load_params(path="params.yaml"):
 def check_rules(params, path):
     """The rules that join two keys."""
     data, model = params["data"], params["model"]
-    if model["pooling"] == "last" and data["pad"] != "pre":
-        raise PipelineError(f"{path}: 'model.pooling' last reads the LSTM's last step, which 'data.pad' post "
-                            "fills with padding: set data.pad to pre, or choose another pooling")
+    if model["pooling"] in ("last", "last_max_mean") and data["pad"] != "pre":
+        raise PipelineError(f"{path}: 'model.pooling' {model['pooling']} reads the LSTM's last step, which "
+                            "'data.pad' post fills with padding: set data.pad to pre, or choose another pooling")
     if params["pretrain"]["use"] and model["embedding_dim"] >= data["vocab_size"]:
         # pretrain factorises a vocabulary-wide matrix to this width
         raise PipelineError(f"{path}: 'model.embedding_dim' {model['embedding_dim']} with pretrain.use must be "

@@ -93,7 +93,8 @@ for folder in FOLDER.glob("trained/*/*"):
 
 
 LARGER = {"bidirectional": True, "num_layers": 2, "pooling": "masked_mean_max", "dropout": 0.3}
-OPTIONS = {"tutorial": {}, "larger": LARGER, "max": {"pooling": "max"}, "last": {"pooling": "last"}}
+OPTIONS = {"tutorial": {}, "larger": LARGER, "max": {"pooling": "max"}, "last": {"pooling": "last"},
+           "concat": {"pooling": "last_max_mean", "num_layers": 2}}
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from imdb_lstm.errors import PipelineError
 
 CONFIGS = [{}, {"bidirectional": True}, {"num_layers": 3}, {"bidirectional": True, "num_layers": 2},
            {"pooling": "masked_mean_max"}, {"bidirectional": True, "pooling": "masked_mean_max", "dropout": 0.2},
-           {"embedding_dropout": 0.5}]
+           {"embedding_dropout": 0.5}, {"pooling": "last_max_mean"}]
 
 
 def test_the_model_modules_import_before_a_backend_loads_and_their_classes_exist_after():
@@ -102,7 +102,9 @@ def test_each_pooling_is_what_its_name_says(model, tlx):
     masked_mean = (states * words).sum(1) / words.sum(1)
     expected = {"mean": states.mean(1), "max": states.max(1), "last": states[:, -1],
                 "masked_mean": masked_mean,
-                "masked_mean_max": np.concatenate([masked_mean, np.where(words, states, -np.inf).max(1)], 1)}
+                "masked_mean_max": np.concatenate([masked_mean, np.where(words, states, -np.inf).max(1)], 1),
+                "last_max_mean": np.concatenate([states[:, -1], np.where(words, states, -np.inf).max(1),
+                                                 masked_mean], 1)}
     for pooling, want in expected.items():
         net = model.SentimentLSTM(10, 4, 4, pooling=pooling)
         got = tlx.convert_to_numpy(net.pool(tlx.convert_to_tensor(states), tlx.convert_to_tensor(ids)))
@@ -182,7 +184,7 @@ MESSAGES = {  # the whole line each damage gets, with {folder} for the model fol
     "json not json": "{folder}/model.json is damaged ('utf-8' codec can't decode byte 0xff in position 0: invalid "
                      "start byte): retrain with `dvc repro train`",
     "bad pooling": "{folder}/model.json: 'pooling' is 'sum'; it must be one of mean, masked_mean, max, "
-                   "masked_mean_max, last",
+                   "masked_mean_max, last, last_max_mean",
     "weights with an extra array": "{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`",
     "weights transposed": "{folder}/weights.npz does not fit model.json: retrain with `dvc repro train`",
     "unknown key": "{folder}/model.json: unknown key 'colour': it was not written by this project's train "

@@ -126,6 +126,8 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
 @pytest.mark.parametrize("changes, expected", [
     ({"model.pooling": "last", "data.pad": "post"}, "'model.pooling' last reads the LSTM's last step, which "
      "'data.pad' post fills with padding: set data.pad to pre, or choose another pooling"),
+    ({"model.pooling": "last_max_mean", "data.pad": "post"}, "'model.pooling' last_max_mean reads the LSTM's last "
+     "step, which 'data.pad' post fills with padding: set data.pad to pre, or choose another pooling"),
     ({"model.embedding_dim": 64, "data.vocab_size": 64, "pretrain.use": True},
      "'model.embedding_dim' 64 with pretrain.use must be below 'data.vocab_size' (64): raise the vocabulary "
      "or narrow the embedding"),
