@@ -17,7 +17,7 @@ from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote
 from imdb_lstm.files import read_weights, weight_shapes, write_npz
 from imdb_lstm.metrics import loss_and_accuracy
-from imdb_lstm.params import SCHEMA, check
+from imdb_lstm.params import BACKENDS, SCHEMA, check
 from imdb_lstm.text import PAD, lengths, trim_padding
 from imdb_lstm.training import CountingLoss, batch_order, make_step, unlabelled_batches
 
@@ -136,6 +136,17 @@ def load_model(folder):
     net.set_eval()
     net.vocabulary = vocabulary
     return net
+
+
+def trained_backend(folder):
+    """The backend that trained the model in `folder` (model.json's `trained_on`), or None where model.json
+    names none of this project's (load_model says what is wrong with a missing or damaged folder)."""
+    try:
+        trained_on = _read_model_json(Path(folder) / "model.json").get("trained_on")
+    except PipelineError:
+        return None
+    name = trained_on.split(" ")[0] if isinstance(trained_on, str) else None
+    return name if name in BACKENDS else None
 
 
 def _read_model_json(path):

@@ -121,6 +121,7 @@ def test_the_review_streams_hold_out_two_percent_of_the_reviews_in_a_seeded_orde
         np.random.default_rng([0, 2]).permutation(3)[0]].size, "at least one review is held out"
     with pytest.raises(PipelineError, match="needs at least two reviews, the archive has 1"):
         language_model.review_streams(documents[:1], 0)
+    assert sorted(part.size for part in language_model.review_streams(documents[:2], 0)) == [1, 2], "one each side"
 
 
 def test_windows_cut_the_stream_into_rows_and_their_next_words(language_model):
@@ -166,6 +167,7 @@ def test_an_lm_epoch_takes_every_row_once_and_scores_the_held_out_next_words(lan
                                "next_word_accuracy": round(right.mean(), 6)}
     assert record.loss == pytest.approx(-train.mean(), rel=1e-5), "every next word counts once"
     assert record.accuracy == round(train_right.mean(), 6)
+    assert lm_task(language_model, batch_size=2).held_out() == record.held_out, "batch by batch, each row once"
 
 
 def test_lanes_cut_the_stream_into_equal_parts_that_batches_read_side_by_side(language_model):
@@ -176,11 +178,13 @@ def test_lanes_cut_the_stream_into_equal_parts_that_batches_read_side_by_side(la
     for lane in range(3):  # 16 words a lane: its rows in order, batch after batch
         assert np.concatenate([rows[b[lane]] for b in batches]).tolist() == list(range(16 * lane, 16 * lane + 12))
     assert language_model.lanes(np.arange(12), 5, 4, "training")[2] == 2, "as many lanes as hold a row"
+    assert language_model.lanes(np.arange(10), 5, 4, "training")[2] == 2, "5 words a lane: 4, and the next"
     rows, next_words, count = language_model.lanes(np.arange(12), 0, 4, "training")
     windows = language_model.windows(np.arange(12), 4, "training")
     assert (rows.tolist(), next_words.tolist(), count) == (windows[0].tolist(), windows[1].tolist(), 0)
-    with pytest.raises(PipelineError, match="the held-out reviews hold 4 words, not enough for one row"):
-        language_model.lanes(np.arange(4), 3, 4, "held-out")
+    for count in (3, 0):
+        with pytest.raises(PipelineError, match="^the held-out reviews hold 4 words, not enough for one row"):
+            language_model.lanes(np.arange(4), count, 4, "held-out")
 
 
 def logits_of(tlx, net, ids):

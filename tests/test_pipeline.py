@@ -55,14 +55,17 @@ def test_repro_writes_every_output(trained, backend):
         assert (repo.path / f"metrics/plots/{image}.png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("trained_on, predict_on", [("torch", "torch"), ("torch", "paddle"), ("paddle", "torch")])
+@pytest.mark.parametrize("trained_on, predict_on", [("torch", None), ("paddle", None), ("torch", "paddle"),
+                                                     ("paddle", "torch")])
 def test_predict_classifies_new_reviews_with_a_model_from_either_backend(trained, trained_on, predict_on):
+    """On the backend that trained the model unless --backend names another."""
     repo = trained(trained_on)
     reviews = "A wonderful, superb and moving film.\nDull, boring and predictable.\n"
     # the command `pip install` gives (pyproject.toml), or the module
-    command = [str(Path(sys.executable).parent / "imdb-predict")] if trained_on == predict_on else \
-        ["python", "-m", "imdb_lstm.predict"]
-    result = repo.run(*command, "--json", "--backend", predict_on, input=reviews)
+    command = [str(Path(sys.executable).parent / "imdb-predict")] if predict_on is None else \
+        ["python", "-m", "imdb_lstm.predict", "--backend", predict_on]
+    result = repo.run(*command, "--json", input=reviews)
+    assert f"Using {'PyTorch' if (predict_on or trained_on) == 'torch' else 'Paddle'} backend." in result.stderr
     predictions = json.loads(result.stdout)
     assert [p["label"] for p in predictions] == ["positive", "negative"]
     assert all(p["probability"] > 0.6 for p in predictions), "clear reviews get confident labels"

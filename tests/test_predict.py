@@ -89,6 +89,68 @@ def test_predict_reads_a_file_or_stdin_one_review_a_line(trained, tmp_path, caps
     assert capsys.readouterr().out.endswith("  great \ufffd film\n")
 
 
+def test_predict_reads_stdin_for_file_dash_and_prints_json_lines(trained, capsys, monkeypatch):
+    import io
+
+    from imdb_lstm import predict
+    options, _ = trained
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("great film\nawful plot twist été\n".encode())))
+    predict.main(["--file", "-", "--jsonl", *options])
+    lines = capsys.readouterr().out.splitlines()
+    predict.main(["--json", "great film", "awful plot twist été", *options])
+    assert [json.loads(line) for line in lines] == json.loads(capsys.readouterr().out)
+    assert lines[1].endswith('"review": "awful plot twist été"}'), "one line each, as written"
+
+
+class Terminal:
+    """stdin as a terminal where nobody types."""
+
+    def isatty(self):
+        return True
+
+
+def test_without_reviews_and_with_a_terminal_for_stdin_predict_shows_its_usage_and_exits_2(
+        trained, capsys, monkeypatch):
+    from imdb_lstm import predict
+    options, _ = trained
+    monkeypatch.setattr("sys.stdin", Terminal())
+    with pytest.raises(SystemExit) as stopped:
+        predict.main(options)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: imdb-predict") and err.endswith(
+        "imdb-predict: error: no review to classify: give one as an argument, with --file, or on stdin\n")
+    predict.main(["great film", *options])  # a review given: the terminal is not read
+    assert capsys.readouterr().out.startswith("positive")
+
+
+def test_predict_runs_on_the_backend_that_trained_the_model_unless_told_another(model, trained, tmp_path, capsys):
+    from imdb_lstm import predict
+    options, _ = trained
+    folder, without_backend = Path(options[1]), options[:4]
+    assert model.trained_backend(folder) == IN_PROCESS
+    predict.main(["great film", *without_backend])
+    assert capsys.readouterr().out.startswith("positive")
+    info = json.loads((folder / "model.json").read_text())
+    other = next(name for name in ("torch", "paddle") if name != IN_PROCESS)
+    (folder / "model.json").write_text(json.dumps({**info, "trained_on": f"{other} 1.0"}))
+    with pytest.raises(PipelineError, match=f"^backend {IN_PROCESS} is loaded already"):  # it asked for `other`
+        predict.main(["great film", *without_backend])
+    predict.main(["great film", *without_backend, "--backend", IN_PROCESS])
+    assert capsys.readouterr().out.startswith("positive")
+    (folder / "model.json").write_text(json.dumps({**info, "trained_on": "mxnet 1.9"}))  # none of ours: torch
+    if IN_PROCESS == "torch":
+        predict.main(["great film", *without_backend])
+        assert capsys.readouterr().out.startswith("positive")
+    else:
+        with pytest.raises(PipelineError, match=f"^backend {IN_PROCESS} is loaded already"):
+            predict.main(["great film", *without_backend])
+    for trained_on, expected in [("paddle 3.3.1", "paddle"), ("mxnet 1.9", None), (7, None)]:
+        (folder / "model.json").write_text(json.dumps({**info, "trained_on": trained_on}))
+        assert model.trained_backend(folder) == expected
+    assert model.trained_backend(tmp_path / "nowhere") is None, "load_model says what is missing"
+
+
 def test_predict_prints_what_the_terminal_cannot_show_as_question_marks(trained, monkeypatch):
     import io
 
@@ -139,17 +201,19 @@ def test_predict_refuses_with_one_line_what_it_cannot_use(trained, tmp_path, mon
 
 def test_predict_options_their_defaults_and_their_help(capsys, monkeypatch):
     from imdb_lstm import predict
-    assert vars(predict.parse_args([])) == {"reviews": [], "file": None, "json": False, "backend": "torch",
-                                           "device": "cpu", "model": Path("data/model"),
-                                           "vocab": Path("data/prepared/vocab.json")}
+    assert vars(predict.parse_args(["a"])) == {"reviews": ["a"], "file": None, "json": False, "jsonl": False,
+                                               "backend": None, "device": "cpu", "model": Path("data/model"),
+                                               "vocab": Path("data/prepared/vocab.json")}
     given = predict.parse_args(["a b", "c", "--file", "in.txt", "--json", "--backend", "paddle", "--device", "auto",
                                 "--model", "m", "--vocab", "v.json"])
-    assert vars(given) == {"reviews": ["a b", "c"], "file": Path("in.txt"), "json": True, "backend": "paddle",
-                           "device": "auto", "model": Path("m"), "vocab": Path("v.json")}
-    for option, value in [("--backend", "mxnet"), ("--device", "tpu")]:
+    assert vars(given) == {"reviews": ["a b", "c"], "file": Path("in.txt"), "json": True, "jsonl": False,
+                           "backend": "paddle", "device": "auto", "model": Path("m"), "vocab": Path("v.json")}
+    for argv, message in [(["--backend", "mxnet"], "argument --backend: invalid choice: 'mxnet'"),
+                          (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+                          (["--json", "--jsonl", "a"], "argument --jsonl: not allowed with argument --json")]:
         with pytest.raises(SystemExit):
-            predict.parse_args([option, value])
-        assert f"argument {option}: invalid choice: '{value}'" in capsys.readouterr().err
+            predict.parse_args(argv)
+        assert message in capsys.readouterr().err
     monkeypatch.setenv("COLUMNS", "100")
     with pytest.raises(SystemExit) as done:
         predict.parse_args(["--help"])
@@ -158,9 +222,11 @@ def test_predict_options_their_defaults_and_their_help(capsys, monkeypatch):
     for line in ["usage: imdb-predict [-h]",
                  "Classify new reviews with the trained model: `imdb-predict \"What a film!\"`.",
                  "reviews review texts (default: read --file or stdin)",
-                 "--file FILE a text file with one review per line",
+                 "--file FILE a text file with one review per line (-: stdin)",
                  "--json print a JSON list instead of lines",
-                 "--backend {torch,paddle,tensorflow,mindspore} where to run (default: torch)",
+                 "--jsonl print one JSON object a line (JSON Lines)",
+                 "--backend {torch,paddle,tensorflow,mindspore} where to run (default: the one that trained the "
+                 "model)",
                  "--device {cpu,gpu,auto} cpu, gpu or auto (default: cpu)",
                  "--model MODEL trained model folder",
                  "--vocab VOCAB vocabulary file"]:
