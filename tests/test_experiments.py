@@ -29,9 +29,10 @@ def test_a_fresh_clone_pulls_data_and_model_from_a_remote_and_has_nothing_to_rer
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
 
 
-def exp_show_nodes(repo):
-    """Every JSON object in `dvc exp show --json`, depth first."""
-    stack = [json.loads(repo.run("dvc", "exp", "show", "--json").stdout)]
+def exp_show_nodes(repo, check=True):
+    """Every JSON object in `dvc exp show --json`, depth first (none where it fails and `check` is false)."""
+    shown = repo.run("dvc", "exp", "show", "--json", check=check)
+    stack = [json.loads(shown.stdout)] if shown.returncode == 0 else []
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
@@ -71,7 +72,9 @@ def test_queued_experiments_run_to_completion_in_two_workers(repo):
 def running_steps(repo):
     """The dvclive step (latest epoch) `dvc exp show --json` gives each experiment still running."""
     found = {}
-    for node in exp_show_nodes(repo):
+    # `dvc exp show` fails now and then while a worker sets up its experiment's temporary copy ("directory
+    # .dvc/tmp/exps/tmp.../.dvc does not exist"): nothing is shown then, and the caller polls again
+    for node in exp_show_nodes(repo, check=False):
         if (node.get("executor") or {}).get("state") == "running":  # an experiment: its revs hold the data
             for rev in node.get("revs", []):
                 live = rev["data"]["metrics"].get("metrics/epochs/metrics.json", {}).get("data", {})
