@@ -30,9 +30,6 @@ CHECKPOINT_STEPS = 500  # steps between checkpoints within an epoch: minutes of 
 ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # what the classifier must share
 
 
-SOFTMAXES = ("narrow", "tied")
-
-
 class LanguageModelLayers:
     """LanguageModel's layers and forward pass, joined to the loaded backend's tlx.nn.Module by `__getattr__`.
     With `carry_state` each forward pass starts from the LSTM state the previous one ended with (`carried`,
