@@ -1,7 +1,7 @@
 """Benchmarks: tlx against the bare backend, and the pipeline's own costs. Prints a markdown table.
 
     python benchmarks/run.py --write BENCHMARKS.md  # everything on the CPU
-    python benchmarks/run.py --only epoch --device gpu --batch-sizes 64 256   # the GPU measure
+    python benchmarks/run.py --only epoch lm --device gpu --batch-sizes 64 256   # the GPU measures
     python benchmarks/run.py --quick               # every measure on tiny inputs (the tests run it)
 
 Timings are medians of --repeats runs; each tlx/plain ratio is the median of ratios measured in
@@ -235,6 +235,42 @@ def epoch_measure(backend_name, device, batch_size, repeats, reviews=REVIEWS, re
             statistics.median(a / b for a, b in pairs))
 
 
+# --- one step of the GPU recipe's language model (benchmarks/gpu_recipe.py) ---------------------
+
+LM_SIZES = {"vocabulary": 30_002, "embedding": 400, "hidden": 1152, "batch": 128, "window": 70}  # the recipe's
+LM_WORDS = 17_200_000  # an LM epoch: the words of the 75,000 training and unlabelled reviews (the lm stage's count)
+
+
+def lm_step_measure(backend_name, device, steps, sizes=None):
+    """In this process: the median seconds of one step of the recipe's language model (a softmax over every
+    word tied to the embedding, the state carried, dropout 0.1, bfloat16 products on a GPU), the lm stage's
+    own step, on random words (its cost does not depend on them)."""
+    from imdb_lstm import backend
+
+    backend.load(backend_name, device)
+    import imdb_lstm.language_model as language_model
+    from imdb_lstm.training import CountingLoss, make_step
+
+    size = {**LM_SIZES, **(sizes or {})}
+    backend.seed(0)
+    net = language_model.LanguageModel(size["vocabulary"], size["embedding"], size["hidden"], 1, size["vocabulary"],
+                                       "tied", 0.1, carry_state=True, mixed_precision=backend.device() == "gpu")
+    tlx = backend.tlx()
+    step = make_step(tlx, net, CountingLoss(tlx), list(net.trainable_weights), 1e-3)
+    rng = np.random.default_rng(0)
+    sync = no_sync
+    if backend.device() == "gpu":
+        import torch
+        sync = torch.cuda.synchronize
+
+    def one_step():
+        rows, words = (rng.integers(2, size["vocabulary"], (size["batch"], size["window"])) for _ in range(2))
+        step(tlx.convert_to_tensor(rows), tlx.convert_to_tensor(words.ravel()))
+
+    one_step()  # warm-up
+    return statistics.median(timed(one_step, sync) for _ in range(steps))
+
+
 # --- pipeline stages, in a scratch copy of the project ----------------------------------------
 
 def run_timed(command, cwd):
@@ -313,8 +349,8 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", choices=["epoch", "kernels", "stages", "e2e"],
-                        default=["epoch", "kernels", "stages", "e2e"])
+    parser.add_argument("--only", nargs="*", choices=["epoch", "kernels", "lm", "stages", "e2e"],
+                        default=["epoch", "kernels", "lm", "stages", "e2e"])
     parser.add_argument("--quick", action="store_true",
                         help="every measure once, epochs on 256 reviews, kernels on the first backend only: "
                              "checks that they all run")
@@ -355,6 +391,15 @@ def main():
             pinned, free = (statistics.median(seconds[k]) for k in (True, False))
             add(f"one tlx+{backend_name} epoch ({args.reviews} × {SEQ_LEN}) on cpu, batch 64: "
                 f"kernels pinned (`reproducible: true`) ÷ free", f"{pinned / free:.3f} ({pinned:.1f} s ÷ {free:.1f} s)")
+    if "lm" in args.only:
+        sizes = {"vocabulary": 52, "embedding": 8, "hidden": 8, "batch": 4, "window": 8} if args.quick else {}
+        seconds = float(in_subprocess(f"lm_step_measure('torch', {args.device!r}, {args.repeats}, {sizes})"))
+        size = {**LM_SIZES, **sizes}
+        words = size["batch"] * size["window"]
+        add(f"one step of the GPU recipe's LM on {args.device} (LSTM-{size['hidden']}, a softmax over "
+            f"{size['vocabulary']:,} words, batch {size['batch']} × {size['window']})",
+            f"{seconds:.4g} s: {words / seconds:,.0f} words/s, an epoch ({LM_WORDS / 1e6:.1f} M words) "
+            f"{LM_WORDS / words * seconds / 60:,.1f} min")
     if {"stages", "e2e"} & set(args.only):
         with tempfile.TemporaryDirectory() as tmp:
             clone = fresh_clone(Path(tmp), args.params)

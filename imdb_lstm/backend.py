@@ -4,6 +4,7 @@
 everything else uses `tlx` and the few helpers here, and never asks which backend it runs on.
 What differs per backend is in imdb_lstm/backends/, one module each.
 """
+import contextlib
 import os
 import warnings
 
@@ -131,6 +132,18 @@ def restore_optimizer(step, state):
     one the saved optimizer would have made."""
     if state:
         _entry.load_optimizer_state(_loaded, step.net_with_train.optimizer, step.net_with_train.train_weights, state)
+
+
+def mixed_precision():
+    """A context in which matrix products run in bfloat16 on the device in use, on a backend that has it (full
+    precision on the others)."""
+    return _entry.mixed_precision(_device == "gpu") if _entry.mixed_precision else contextlib.nullcontext()
+
+
+def set_rates(step, rate_of):
+    """From its next step on, `step` (a tlx TrainOneStep) moves each weight it trains at rate_of(weight)."""
+    train = step.net_with_train
+    _entry.set_rates(_loaded, train.optimizer, train.train_weights, [rate_of(w) for w in train.train_weights])
 
 
 def rng_state():

@@ -13,6 +13,7 @@ direction) with a softmax on top that predicts the next word, one of two kinds (
 Saved as data/lm/lm.json (the architecture and the sha256 of its words by id) and weights.npz
 (embedding, LSTM, then the output layers, in `all_weights` order; tlx's npz layout).
 """
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from imdb_lstm import backend
 from imdb_lstm.errors import PipelineError, quote
 from imdb_lstm.files import read_weights, write_npz
 from imdb_lstm.text import words_sha256
-from imdb_lstm.training import CountingLoss, make_step
+from imdb_lstm.training import CountingLoss, make_step, slanted_rate
 
 CHECKPOINT_STEPS = 500  # steps between checkpoints within an epoch: minutes of the LM on a 2-core CPU
 ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # what the classifier must share
@@ -33,10 +34,12 @@ ARCHITECTURE = ("vocab_size", "embedding_dim", "hidden_size", "num_layers")  # w
 class LanguageModelLayers:
     """LanguageModel's layers and forward pass, joined to the loaded backend's tlx.nn.Module by `__getattr__`.
     With `carry_state` each forward pass starts from the LSTM state the previous one ended with (`carried`,
-    None: zeros), as a stream read window after window; no gradient flows back into the previous window."""
+    None: zeros), as a stream read window after window; no gradient flows back into the previous window.
+    With `mixed_precision` the tied softmax's product with every word's vector runs in bfloat16 (the logits
+    and the loss stay float32)."""
 
     def __init__(self, vocab_size, embedding_dim, hidden_size, num_layers, output_words, softmax="narrow",
-                 dropout=0.0, carry_state=False):
+                 dropout=0.0, carry_state=False, mixed_precision=False):
         super().__init__()
         tlx = backend.tlx()
         self.config = {"vocab_size": vocab_size, "embedding_dim": embedding_dim, "hidden_size": hidden_size,
@@ -44,6 +47,8 @@ class LanguageModelLayers:
         if softmax != "narrow":  # written only when used: a narrow LM keeps the lm.json it had before
             self.config = {**self.config, "output_words": vocab_size, "softmax": softmax}
         self.carry_state, self.carried = carry_state, None
+        # the tied softmax's product in bfloat16 (stages/lm.py asks for it on a GPU): most of a step's work
+        self.mixed_precision = mixed_precision
         # the same layers, built the same way, as SentimentLSTM's: their weights fit one another
         self.embedding = tlx.nn.Embedding(vocab_size, embedding_dim)
         self.lstm = tlx.nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True)
@@ -64,7 +69,9 @@ class LanguageModelLayers:
         if self.dropout:
             states = self.dropout(states)
         if self.config.get("softmax") == "tied":
-            return self.word_bias(tlx.matmul(self.project(states), tlx.transpose(self.embedding.embeddings)))
+            with backend.mixed_precision() if self.mixed_precision else contextlib.nullcontext():
+                logits = tlx.matmul(self.project(states), tlx.transpose(self.embedding.embeddings))
+            return self.word_bias(tlx.cast(logits, tlx.float32))  # the softmax and its loss in float32
         return self.output(states)
 
 
@@ -177,8 +184,9 @@ def targets(ids, output_words):
 class LanguageModelTask:
     """What `lm` trains (loop.fit runs it): the rows of the training stream (`rows`, `next_words`), in a new
     seeded order each epoch, `batch_size` at a time, each row from a zero state (as the classifier reads a
-    review), with Adam at `lr`; a checkpoint every CHECKPOINT_STEPS steps; after each epoch, perplexity and
-    next-word accuracy on the held-out rows. Both count the "rarer word" class as one word.
+    review), with Adam at `lr` (or on a slanted triangle, `lr_schedule`); a checkpoint every CHECKPOINT_STEPS
+    steps; after each epoch, perplexity and next-word accuracy on the held-out rows. Both count the "rarer
+    word" class as one word.
     With `lanes` (the rows made by lanes(), `held_lanes` likewise) each batch is the next row of every lane
     and the net carries its LSTM state from one batch to the next; the state starts from zeros at each
     epoch, at the held-out rows, and every CHECKPOINT_STEPS steps, where a checkpoint holds none of it."""
@@ -194,6 +202,7 @@ class LanguageModelTask:
     seed: int
     lanes: int = 0
     held_lanes: int = 0
+    lr_schedule: str = "constant"  # or "slanted": training.slanted_rate over the run's steps, `lr` at its top
     name, unit, loss_name, lr_setting = "lm", " steps", "language model's loss", "lm.lr"
     checkpoint_steps, keep_last_checkpoint, monitor, patience = CHECKPOINT_STEPS, False, None, 1
 
@@ -224,20 +233,29 @@ class LanguageModelTask:
     def make_step(self, epoch):
         return make_step(backend.tlx(), self.net, self.loss_fn, list(self.net.trainable_weights), self.lr)
 
+    def schedule(self, epoch, index, count):
+        if self.lr_schedule != "slanted":
+            return None
+        rate = slanted_rate((epoch - 1) * count + index, self.epochs * count, self.lr)
+        return lambda weight: rate
+
     def held_out(self):
         """Perplexity and accuracy of the next words on the held-out rows."""
         tlx, total, correct = backend.tlx(), 0.0, 0
         batches = (lane_batches(len(self.held_rows), self.held_lanes) if self.held_lanes else
                    [slice(start, start + self.batch_size) for start in range(0, len(self.held_rows), self.batch_size)])
         self.net.carried = None
-        with backend.no_grad():
+        classes = self.net.config["output_words"]
+        with backend.no_grad():  # on the backend: a batch's logits over a whole vocabulary are gigabytes in float64
             for rows in batches:
-                logits = tlx.convert_to_numpy(self.net(tlx.convert_to_tensor(self.held_rows[rows]))).astype(np.float64)
-                wanted = targets(self.held_next_words[rows], self.net.config["output_words"]).ravel()
-                top = logits.max(axis=1)
-                log_sum = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-                total += float((log_sum - logits[np.arange(len(wanted)), wanted]).sum())
-                correct += int((logits.argmax(axis=1) == wanted).sum())
+                logits = tlx.cast(self.net(tlx.convert_to_tensor(self.held_rows[rows])), tlx.float64)
+                wanted = targets(self.held_next_words[rows], classes).ravel()
+                picked = tlx.gather(tlx.reshape(logits, (-1,)),
+                                    tlx.convert_to_tensor(np.arange(len(wanted)) * classes + wanted))
+                top = tlx.reduce_max(logits, axis=1, keepdims=True)
+                log_sum = tlx.reshape(top, (-1,)) + tlx.log(tlx.reduce_sum(tlx.exp(logits - top), axis=1))
+                total += float(tlx.convert_to_numpy(log_sum - picked).sum())
+                correct += int((tlx.convert_to_numpy(tlx.argmax(logits, axis=1)) == wanted).sum())
         self.net.carried = None
         words = self.held_next_words.size
         return {"perplexity": round(math.exp(total / words), 4), "next_word_accuracy": round(correct / words, 6)}

@@ -116,6 +116,10 @@ class Task(Protocol):
 
     def make_step(self, epoch): ...
 
+    def schedule(self, epoch, index, count):
+        """None: each step moves the weights at the rate make_step gave it; else a function of a weight, its
+        rate in step `index` of the `count` of `epoch`."""
+
     def held_out(self):
         """The net's scores on held-out data as it is now, rounded ({} without any)."""
 
@@ -191,6 +195,9 @@ def _take_steps(task, step, batches, state, average, progress, save):
     for tensors, predictions in task.inputs(state.epoch, batches, state.done):
         check_interrupted()
         task.loss_fn.correct = 0
+        rate_of = task.schedule(state.epoch, state.done, len(batches))
+        if rate_of:
+            backend.set_rates(step, rate_of)
         step(*tensors)
         if average:
             average.update()

@@ -19,7 +19,7 @@ from imdb_lstm.files import read_weights, weight_shapes, write_npz
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import BACKENDS, SCHEMA, check
 from imdb_lstm.text import PAD, lengths, trim_padding
-from imdb_lstm.training import CountingLoss, batch_order, make_step, unlabelled_batches
+from imdb_lstm.training import CountingLoss, batch_order, make_step, slanted_rate, unlabelled_batches
 
 POOLED_VECTORS = {"masked_mean_max": 2, "last_max_mean": 3}  # vectors a pooling joins; the others, one
 # model.json: the architecture, checked as params.yaml's `model:` is, plus the vocabulary size.
@@ -192,12 +192,19 @@ def predict_logits(net, ids, batch_size=500):
     return logits
 
 
+LAYER_RATE_DECAY = 2.6  # ULMFiT's: each layer group learns at the rate of the group above it / 2.6
+
+
 @dataclass
 class ClassifierTask:
     """What `train` trains (loop.fit runs it): batches of the labelled reviews in a seeded order (of similar
     length and without their shared padding with `trim`), an Adam step with the losses params ask for, the
-    `warm_layers` (started from pretrained weights) frozen for the first `frozen_epochs` epochs and all layers
-    at `fine_tune_lr` after them; with `held` (validation ids, labels), early stopping on validation loss."""
+    `warm_layers` (started from pretrained weights, listed from the bottom up) frozen for the first
+    `frozen_epochs` epochs and all layers at `fine_tune_lr` after them; with `held` (validation ids, labels),
+    early stopping on validation loss.
+    `fine_tune` "ulmfit" (Howard & Ruder 2018) unfreezes the warm layers one an epoch, from the top, and moves
+    each layer at the rate of the one above it / LAYER_RATE_DECAY, the rates rising and falling on a slanted
+    triangle over the whole run's steps (training.slanted_rate) with `lr`, then `fine_tune_lr`, at its top."""
 
     net: object
     ids: np.ndarray
@@ -215,6 +222,7 @@ class ClassifierTask:
     warm_layers: tuple = ()
     frozen_epochs: int = 0
     fine_tune_lr: float | None = None
+    fine_tune: str = "together"
     name, unit, loss_name, lr_setting = "train", " reviews", "training loss", "`lr`"
     checkpoint_steps, keep_last_checkpoint = None, True
 
@@ -223,6 +231,9 @@ class ClassifierTask:
         self.trainable = list(self.net.trainable_weights)  # before any freezing: tlx caches this list
         self.monitor = "val_loss" if self.held is not None else None
         self.uses_dropout = bool(self.net.config["dropout"] or self.net.config["embedding_dropout"])
+        # how many layer groups below the layers above the warm ones (0): the LSTM 1, the embedding 2
+        self.depth = {id(w): len(self.warm_layers) - rank for rank, layer in enumerate(self.warm_layers)
+                      for w in getattr(self.net, layer).all_weights}
 
     def batches(self, rng):
         return batch_order(self.review_lengths, self.batch_size, rng, by_length=self.trim)
@@ -242,15 +253,29 @@ class ClassifierTask:
                 rows = trim_padding(self.ids[batch]) if self.trim else self.ids[batch]
                 yield [tlx.convert_to_tensor(a) for a in (rows, self.labels[batch], *extra)], len(batch)
 
+    def frozen_layers(self, epoch):
+        """The warm layers that `epoch` leaves as they are."""
+        if epoch <= self.frozen_epochs:
+            return self.warm_layers
+        thawed = epoch - self.frozen_epochs if self.fine_tune == "ulmfit" else len(self.warm_layers)
+        return self.warm_layers[:max(0, len(self.warm_layers) - thawed)]
+
     def new_phase(self, epoch):
-        return epoch == self.frozen_epochs + 1
+        return epoch > 1 and self.frozen_layers(epoch) != self.frozen_layers(epoch - 1)
+
+    def peak_lr(self, epoch):
+        return self.fine_tune_lr if self.warm_layers and epoch > self.frozen_epochs else self.lr
 
     def make_step(self, epoch):
-        frozen = epoch <= self.frozen_epochs
-        lr = self.fine_tune_lr if self.warm_layers and not frozen else self.lr
-        return make_step(backend.tlx(), self.net, self.loss_fn, self.trainable, lr,
-                         [getattr(self.net, layer) for layer in self.warm_layers] if frozen else (),
+        return make_step(backend.tlx(), self.net, self.loss_fn, self.trainable, self.peak_lr(epoch),
+                         [getattr(self.net, layer) for layer in self.frozen_layers(epoch)],
                          self.adversarial, self.virtual_adversarial)
+
+    def schedule(self, epoch, index, count):
+        if self.fine_tune != "ulmfit":
+            return None
+        rate = slanted_rate((epoch - 1) * count + index, self.epochs * count, self.peak_lr(epoch))
+        return lambda weight: rate / LAYER_RATE_DECAY ** self.depth.get(id(weight), 0)
 
     def held_out(self):
         if self.held is None:
@@ -259,7 +284,8 @@ class ClassifierTask:
         return {"val_loss": round(val_loss, 6), "val_accuracy": round(val_accuracy, 6)}
 
     def describe(self, epoch):
-        frozen = f" ({' and '.join(self.warm_layers)} frozen)" if epoch <= self.frozen_epochs else ""
+        frozen = self.frozen_layers(epoch)
+        frozen = f" ({' and '.join(frozen)} frozen)" if frozen else ""
         return f"epoch {epoch}/{self.epochs}{frozen}"
 
     def describe_scores(self, scores):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from imdb_lstm.backends import NAMES, trains_adversarially
+from imdb_lstm.backends import NAMES, schedules_rates, trains_adversarially
 from imdb_lstm.errors import PipelineError, quote
 
 MAX_BYTES = 1 << 16  # the project's params.yaml is about 2 KB
@@ -61,8 +61,10 @@ SCHEMA = {
         "softmax": (str, *_choice("narrow", "tied")),
         "carry_state": (bool, lambda v: True, "true or false"),
         "dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
+        "schedule": (str, *_choice("constant", "slanted")),
         "frozen_epochs": (int, *_int_range(0, 1000)),
         "fine_tune_lr": (float, lambda v: 0 < v <= 1, "a number above 0 and at most 1"),
+        "fine_tune": (str, *_choice("together", "ulmfit")),
     },
     "model": {
         "embedding_dim": (int, *_int_range(1, 4096)),
@@ -141,6 +143,12 @@ def check_rules(params, path):
     if lm["use"] and model["bidirectional"]:
         raise PipelineError(f"{path}: lm.use starts the LSTM from a language model, which reads one way: set "
                             "model.bidirectional to false, or lm.use to false")
+    for key, plain in (("schedule", "constant"), ("fine_tune", "together")):
+        if lm["use"] and lm[key] != plain and not schedules_rates(params["backend"]):
+            able = [name for name in BACKENDS if schedules_rates(name)]
+            raise PipelineError(f"{path}: 'lm.{key}' {lm[key]} changes the learning rate at every step, which tlx's "
+                                f"{params['backend']} optimizer cannot: use backend {' or '.join(able)}, or set "
+                                f"lm.{key} to {plain}")
     if lm["use"] and lm["softmax"] == "narrow" and lm["output_words"] > data["vocab_size"] + 2:
         raise PipelineError(f"{path}: 'lm.output_words' {lm['output_words']} is more than the "
                             f"{data['vocab_size'] + 2} word ids of 'data.vocab_size' {data['vocab_size']}: lower it, "

@@ -1,9 +1,10 @@
 """What training is made of, for the classifier and the language model: the loss that counts correct
 predictions, adversarial and virtual adversarial losses, the seeded batch order, the Adam step, the validation
-hold-out, the embedding's start from pretrained vectors, the moving average of the weights.
+hold-out, the embedding's start from pretrained vectors, the moving average of the weights, the rate schedule.
 The functions take the tlx module that `imdb_lstm.backend.load(...)` returned.
 """
 import contextlib
+import math
 
 import numpy as np
 
@@ -181,6 +182,17 @@ def make_step(tlx, net, loss_fn, weights, lr, frozen=(), adversarial=0.0, virtua
     if virtual_adversarial:
         with_loss = VirtualAdversarialLoss(tlx, net, with_loss, virtual_adversarial)
     return tlx.model.TrainOneStep(with_loss, tlx.optimizers.Adam(lr=lr), [w for w in weights if id(w) not in kept])
+
+
+RISE, LOWEST = 0.1, 1 / 32  # Howard & Ruder 2018's slanted triangle: its share of the steps rising, its floor
+
+
+def slanted_rate(step, steps, peak):
+    """The learning rate of step `step` (from 0) of `steps` on a slanted triangle (Howard & Ruder 2018,
+    ULMFiT): from peak / 32 up to `peak` over the first tenth of the steps, then down to peak / 32 at the last."""
+    top = max(1, math.floor(steps * RISE))
+    height = step / top if step < top else (steps - 1 - step) / max(1, steps - 1 - top)
+    return peak * (LOWEST + (1 - LOWEST) * height)
 
 
 MIN_HELD_OUT = 100  # reviews on either side of the validation split: fewer make early stopping noise

@@ -59,12 +59,13 @@ def main():
     backend.load(params["backend"], params["device"], params["reproducible"])
     backend.seed(params["seed"])
     net = language_model.LanguageModel(len(words), model["embedding_dim"], model["hidden_size"], model["num_layers"],
-                                       lm["output_words"], lm["softmax"], lm["dropout"], lm["carry_state"])
+                                       lm["output_words"], lm["softmax"], lm["dropout"], lm["carry_state"],
+                                       mixed_precision=backend.device() == "gpu")
     if params["pretrain"]["use"]:
         start_from_vectors(net, np.load(VECTORS))
     task = LanguageModelTask(net, rows, next_words, held_rows, held_next_words, epochs=lm["epochs"],
                              batch_size=lm["batch_size"], lr=lm["lr"], seed=params["seed"], lanes=count,
-                             held_lanes=held_count)
+                             held_lanes=held_count, lr_schedule=lm["schedule"])
 
     def publish(result):
         with atomic_dir(OUT) as tmp:

@@ -11,7 +11,8 @@ stops once the validation loss has not improved for `patience` epochs, and keeps
 With pretrain.use the embedding starts from the pretrained vectors and stays frozen for the first
 pretrain.frozen_epochs epochs; the epochs after those tune it too, at pretrain.fine_tune_lr.
 With lm.use the embedding and LSTM start from the language model's (stages/lm.py) and stay frozen
-for the first lm.frozen_epochs epochs, which train the layers above them; then all, at lm.fine_tune_lr.
+for the first lm.frozen_epochs epochs, which train the layers above them; then all, at lm.fine_tune_lr
+(with lm.fine_tune ulmfit: one layer more each epoch, ULMFiT's layer-wise rates and slanted triangle).
 With virtual_adversarial > 0 it also reads the 50,000 unlabelled reviews of data/raw/aclImdb_v1.tar.gz
 (never the test split), one batch of them beside each labelled batch (imdb_lstm/training.py).
 With weight_average > 0 it keeps a moving average of the weights (training.WeightAverage): validation
@@ -65,9 +66,11 @@ def main():
         seed=params["seed"], held=held, patience=params["patience"], trim=params["model"]["trim_padding"],
         unlabelled=unlabelled, adversarial=params["adversarial"], virtual_adversarial=params["virtual_adversarial"],
         **warm_start(params))
-    # without `epochs`: a finished run's checkpoint lets a longer run go on from its last epoch
-    made_for = fingerprint({k: v for k, v in params.items() if k != "epochs"}, [*INPUTS, Path(__file__)],
-                           backend.version())
+    # without `epochs`, a finished run's checkpoint lets a longer run go on from its last epoch; ulmfit's rates
+    # follow a schedule over all epochs, so its checkpoints are for one `epochs` only
+    spans_run = task.fine_tune == "ulmfit"
+    made_for = fingerprint({k: v for k, v in params.items() if k != "epochs" or spans_run},
+                           [*INPUTS, Path(__file__)], backend.version())
 
     def publish(result):
         with atomic_dir(MODEL) as tmp:
@@ -98,12 +101,16 @@ def read_unlabelled(words, params):
 
 
 def warm_start(params):
-    """The layers that start from pretrained weights, the epochs they stay frozen, and the learning rate
-    after those: the language model's embedding and LSTM, the pretrained vectors, or nothing."""
-    for section, layers in (("lm", ("embedding", "lstm")), ("pretrain", ("embedding",))):
-        if params[section]["use"]:
-            return {"warm_layers": layers, "frozen_epochs": params[section]["frozen_epochs"],
-                    "fine_tune_lr": params[section]["fine_tune_lr"]}
+    """The layers that start from pretrained weights (from the bottom up), the epochs they stay frozen, and how
+    they are tuned after those: the language model's embedding and LSTM, the pretrained vectors, or nothing."""
+    lm = params["lm"]
+    if lm["use"]:
+        return {"warm_layers": ("embedding", "lstm"), "frozen_epochs": lm["frozen_epochs"],
+                "fine_tune_lr": lm["fine_tune_lr"], "fine_tune": lm["fine_tune"]}
+    pretrain = params["pretrain"]
+    if pretrain["use"]:
+        return {"warm_layers": ("embedding",), "frozen_epochs": pretrain["frozen_epochs"],
+                "fine_tune_lr": pretrain["fine_tune_lr"]}
     return {}
 
 

@@ -4,7 +4,7 @@ import json
 import zipfile
 
 import numpy as np
-from conftest import IN_PROCESS
+from conftest import IN_PROCESS, ROOT
 
 # A python program's last line that prints its peak memory in MB: the high-water mark of its own address space.
 # (getrusage's ru_maxrss would carry over the peak of the process that started it, across fork and exec.)
@@ -21,6 +21,22 @@ def spread_weights(tlx, net, seed=3):
     logits well above rounding (seed 3 leaves the small test models' ReLUs on)."""
     rng = np.random.default_rng(seed)
     tlx.files.assign_weights([rng.normal(0, 1, tuple(w.shape)).astype(np.float32) for w in net.all_weights], net)
+
+
+def refuses_rate_schedules(backend_name):
+    """Whether params.yaml's per-step rates (lm.fine_tune ulmfit, lm.schedule slanted) are refused on a backend,
+    before any work: where tlx's optimizer holds one fixed rate, they must be."""
+    from imdb_lstm.errors import PipelineError
+    from imdb_lstm.params import check_rules, load_params
+    refused = []
+    for key, value in (("fine_tune", "ulmfit"), ("schedule", "slanted")):
+        params = load_params(ROOT / "params.yaml")
+        params["backend"], params["lm"]["use"], params["lm"][key] = backend_name, True, value
+        try:
+            check_rules(params, "params.yaml")
+        except PipelineError as error:
+            refused.append("changes the learning rate at every step" in str(error))
+    return refused == [True, True]
 
 
 def records_gradient(weight):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import FAST_FILES, ROOT, require
 from imdb_fixture import make_archive
@@ -26,6 +27,10 @@ def test_quick_benchmark_runs_every_measure(tmp_path):
         assert any(f"tlx+{backend} ÷ plain {backend}" in m for m in measures), done.stdout
     # the kernels measure is the same code for every backend: quick runs it on the first
     assert [m.split()[1] for m in measures if "pinned" in m] == ["tlx+torch"], done.stdout
+    lm = next(row for row in rows if "the GPU recipe's LM" in row).split("|")[2].split()
+    seconds, per_second, minutes = float(lm[0]), float(lm[2].replace(",", "")), float(lm[9].replace(",", ""))
+    assert per_second == pytest.approx(32 / seconds, rel=2e-3), lm  # a tiny LM's 4 rows of 8 words
+    assert minutes == pytest.approx(17.2e6 / 32 * seconds / 60, rel=2e-3), lm
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert [m for m in measures if "--force -s" in m] == [f"`dvc repro --force -s {s}`" for s in stages]
     for name in ("`prepare` of the whole archive", "`evaluate` of the whole test split",

@@ -9,9 +9,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import IN_PROCESS
 from helpers import weights_of
 
-from imdb_lstm import backend
+from imdb_lstm import backend, backends
 from imdb_lstm.errors import PipelineError
 
 WORDS = ["<pad>", "<unk>", "great", "film", "awful", "plot", "the"]
@@ -309,3 +310,30 @@ def test_an_lm_with_dropout_drops_while_training_only(language_model, tlx):
         evaluated.append(logits_of(tlx, task.net, ids))
     np.testing.assert_array_equal(*evaluated)
     assert not np.allclose(trained, evaluated[0])
+
+
+def test_a_slanted_lm_schedule_gives_every_weight_the_step_s_rate(language_model):
+    from imdb_lstm.training import slanted_rate
+    task = lane_task(language_model, epochs=2, lr_schedule="slanted")
+    rate_of = task.schedule(2, 3, 10)
+    weights = list(task.net.trainable_weights)
+    assert [rate_of(w) for w in weights] == [slanted_rate(13, 20, 0.01)] * len(weights)
+    assert lane_task(language_model).schedule(1, 0, 10) is None, "constant: the step's own rate"
+
+
+def test_the_tied_softmax_in_bfloat16_gives_float32_logits_near_full_precision_ones(language_model, tlx):
+    """What a GPU runs, on the CPU (where torch has bfloat16 products too); a backend without mixed precision
+    gives the full-precision bits."""
+    nets = []
+    for mixed in (False, True):
+        backend.seed(0)
+        nets.append(language_model.LanguageModel(len(WORDS), 16, 8, 1, 5, "tied", mixed_precision=mixed))
+    ids = np.random.default_rng(0).integers(0, len(WORDS), (2, 6))
+    full, mixed = logits_of(tlx, nets[0], ids), nets[1](tlx.convert_to_tensor(ids))
+    if backends.module(IN_PROCESS).mixed_precision is None:
+        np.testing.assert_array_equal(tlx.convert_to_numpy(mixed), full)
+        return
+    loss = tlx.losses.softmax_cross_entropy_with_logits(mixed, tlx.convert_to_tensor(np.zeros(12, np.int64)))
+    assert tlx.convert_to_numpy(mixed).dtype == np.float32 and np.isfinite(tlx.convert_to_numpy(loss))
+    difference = np.abs(tlx.convert_to_numpy(mixed) - full)
+    assert 0 < difference.max() < 0.05 * np.abs(full).max(), "bfloat16's rounding, no more"

@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 from conftest import IN_PROCESS
-from helpers import spread_weights, weights_of
+from helpers import refuses_rate_schedules, spread_weights, weights_of
 
-from imdb_lstm import backend, errors
+from imdb_lstm import backend, backends, errors
 from imdb_lstm.errors import PipelineError
 
 ADVERSARIAL = [0.0] if IN_PROCESS == "mindspore" else [0.0, 0.5]  # params.py refuses it on mindspore
@@ -166,6 +166,35 @@ def test_warm_layers_stay_frozen_for_their_epochs_then_train_at_the_fine_tuning_
     assert rates == [0.05, 0.5], "a new optimizer for the thawed epochs, at fine_tune_lr"
     np.testing.assert_array_equal(embeddings[0], embeddings[1])  # epoch 1 left the embedding as it was
     assert not np.array_equal(embeddings[1], weights_of(tlx, task.net.embedding)[0]), "then it trains"
+
+
+def test_ulmfit_thaws_a_layer_an_epoch_from_the_top_each_at_the_rate_above_it_over_2_6(model, tlx):
+    """Each epoch's one batch takes a new optimizer's first step, which moves each weight by at most its rate
+    (Adam's first step: the rate times the gradient's sign). The rates: a slanted triangle over the 3 steps."""
+    rng = np.random.default_rng(5)
+    ids, labels = rng.integers(1, 30, (4, 5)), rng.integers(0, 2, 4)
+    task = classifier_task(model, ids, labels, [np.arange(4)], epochs=3, lr=0.32, warm_layers=("embedding", "lstm"),
+                           frozen_epochs=1, fine_tune_lr=0.064, fine_tune="ulmfit")
+    assert [task.frozen_layers(epoch) for epoch in (1, 2, 3)] == [("embedding", "lstm"), ("embedding",), ()]
+    assert [task.new_phase(epoch) for epoch in (1, 2, 3)] == [False, True, True]
+    assert task.describe(2) == "epoch 2/3 (embedding frozen)" and task.describe(3) == "epoch 3/3"
+    if backends.module(IN_PROCESS).set_rates is None:
+        assert refuses_rate_schedules(IN_PROCESS), "no fine-tuning at rates the optimizer cannot take"
+        return
+    layers = [task.net.embedding, task.net.lstm, task.net.classify]
+    starts, make_step = [], task.make_step
+
+    def recording_make_step(epoch):
+        starts.append([np.concatenate([w.ravel() for w in weights_of(tlx, layer)]) for layer in layers])
+        return make_step(epoch)
+    task.make_step = recording_make_step
+    fit_here(task)
+    starts.append([np.concatenate([w.ravel() for w in weights_of(tlx, layer)]) for layer in layers])
+    moves = [[np.abs(after - before).max() for before, after in zip(*pair)] for pair in zip(starts, starts[1:])]
+    top = [0.32 / 32, 0.064, 0.064 / 32]  # slanted_rate of steps 0, 1 and 2 of 3
+    assert moves[0] == pytest.approx([0, 0, top[0]], rel=1e-3, abs=1e-9), "the layers above the LM's only"
+    assert moves[1] == pytest.approx([0, top[1] / 2.6, top[1]], rel=1e-3, abs=1e-9)
+    assert moves[2] == pytest.approx([top[2] / 2.6 ** 2, top[2] / 2.6, top[2]], rel=1e-3)
 
 
 def test_each_epochs_figures_go_to_dvclive_and_a_resumed_run_logs_the_earlier_ones_again(model, tlx, tmp_path):

@@ -139,6 +139,12 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
     ({"backend": "mindspore", "virtual_adversarial": 0.02}, "'virtual_adversarial' training needs a gradient "
      "inside the training step's, which tlx's mindspore step cannot take: use backend torch, paddle or tensorflow, "
      "or set virtual_adversarial to 0"),
+    ({"backend": "tensorflow", "lm.use": True, "lm.fine_tune": "ulmfit"}, "'lm.fine_tune' ulmfit changes the "
+     "learning rate at every step, which tlx's tensorflow optimizer cannot: use backend torch or paddle, or set "
+     "lm.fine_tune to together"),
+    ({"backend": "mindspore", "lm.use": True, "lm.schedule": "slanted"}, "'lm.schedule' slanted changes the "
+     "learning rate at every step, which tlx's mindspore optimizer cannot: use backend torch or paddle, or set "
+     "lm.schedule to constant"),
     ({"lm.output_words": 30000, "lm.use": True}, "'lm.output_words' 30000 is more than the 20002 word ids of "
      "'data.vocab_size' 20000: lower it, or raise the vocabulary"),
 ])

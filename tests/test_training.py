@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 from conftest import IN_PROCESS
-from helpers import records_gradient, spread_weights, weights_of
+from helpers import records_gradient, refuses_rate_schedules, spread_weights, weights_of
 
-from imdb_lstm import checkpoint
+from imdb_lstm import backends, checkpoint
 from imdb_lstm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from imdb_lstm.errors import PipelineError
-from imdb_lstm.training import MIN_HELD_OUT, batch_order, hold_out
+from imdb_lstm.training import MIN_HELD_OUT, batch_order, hold_out, slanted_rate
 
 IDS, LABELS = np.arange(1000).reshape(500, 2), np.arange(500) % 2
 
@@ -190,3 +190,33 @@ def test_the_weight_average_is_the_debiased_mean_of_the_weights_after_each_step(
     assert all(np.array_equal(a, b) for a, b in zip(weights_of(tlx, net), own)), "the net's own weights are back"
     resumed = WeightAverage(tlx, net, decay, average.total, average.values)
     assert resumed.total == average.total and resumed.values is average.values, "a saved average resumes"
+
+
+@pytest.mark.parametrize("steps, top", [(40, 4), (5, 1), (1, 0)])
+def test_slanted_rates_rise_for_a_tenth_of_the_steps_then_fall_to_a_32nd_of_the_peak(steps, top):
+    rates = np.array([slanted_rate(step, steps, 0.64) for step in range(steps)])
+    assert rates[0] == pytest.approx(0.02) and rates[-1] == pytest.approx(0.02)
+    assert rates.max() == pytest.approx(0.64 if steps > 1 else 0.02) and rates.argmax() == top
+    rising, falling = np.diff(rates[:top + 1]), np.diff(rates[top:])
+    assert np.allclose(rising, rising[:1]) and np.allclose(falling, falling[:1]), "straight lines"
+    assert (rising > 0).all() and (falling < 0).all()
+
+
+def test_a_step_moves_each_weight_at_the_rate_set_for_it_where_params_allow_rates(model, tlx):
+    """Adam's first step moves each weight by its rate times the sign of its gradient (where that is far
+    above Adam's epsilon): the largest move of each weight is its rate."""
+    from imdb_lstm import backend
+    if backends.module(IN_PROCESS).set_rates is None:
+        assert refuses_rate_schedules(IN_PROCESS), "a backend without set_rates: params.yaml must refuse rates"
+        return
+    assert not refuses_rate_schedules(IN_PROCESS)
+    net = model.SentimentLSTM(30, 4, 3)
+    spread_weights(tlx, net)
+    before = weights_of(tlx, net)
+    loss = tlx.model.WithLoss(net, tlx.losses.softmax_cross_entropy_with_logits)
+    step = tlx.model.TrainOneStep(loss, tlx.optimizers.Adam(lr=0.5), net.trainable_weights)
+    rates = {id(w): 0.001 * (i + 1) for i, w in enumerate(net.trainable_weights)}
+    backend.set_rates(step, lambda weight: rates[id(weight)])
+    step(tlx.convert_to_tensor(np.arange(12).reshape(3, 4)), tlx.convert_to_tensor(np.array([0, 1, 1])))
+    moves = [np.abs(after - start).max() for after, start in zip(weights_of(tlx, net), before)]
+    assert moves == pytest.approx(sorted(rates.values()), rel=1e-3)

@@ -20,6 +20,11 @@ Each module defines:
                               AdversarialLoss; None where it cannot be done)
   optimizer_state(optimizer), load_optimizer_state(tlx, optimizer, weights, state)
                               a tlx optimizer's Adam state as {name: array} ({} before its first step)
+  mixed_precision(gpu)         a context in which matrix products may run in bfloat16 on the GPU (or the CPU,
+                              for tests; None: full precision only)
+  set_rates(tlx, optimizer, weights, rates)
+                              give each of a tlx optimizer's weights its own learning rate from its next step
+                              on (schedules, layer-wise rates; None where the optimizer holds one fixed rate)
   rng_state(), set_rng_state(arrays)   the generator dropout draws from, as arrays (None: cannot be saved)
 """
 import importlib
@@ -30,7 +35,8 @@ from imdb_lstm.errors import PipelineError, quote
 NAMES = ("torch", "paddle", "tensorflow", "mindspore")
 INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "CROSS_CPU_FLAG", "before_import", "after_import",
              "pin_after_import", "has_gpu", "use_device", "deterministic", "set_trainable", "no_grad",
-             "detach", "adversarial_objective", "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state")
+             "detach", "adversarial_objective", "optimizer_state", "load_optimizer_state", "mixed_precision",
+             "set_rates", "rng_state", "set_rng_state")
 
 
 def get(name):
@@ -46,6 +52,11 @@ def get(name):
 def trains_adversarially(name):
     """Whether backend `name` has adversarial_objective (params.py checks this before any work)."""
     return module(name).adversarial_objective is not None
+
+
+def schedules_rates(name):
+    """Whether backend `name` has set_rates (params.py checks this before any work)."""
+    return module(name).set_rates is not None
 
 
 def installed():

@@ -116,6 +116,12 @@ def load_optimizer_state(tlx, optimizer, weights, state):
 DROPOUT_COUNTER = ("dropout", 0)
 
 
+mixed_precision = None  # tlx's layers here are not checked in half precision: full precision everywhere
+
+
+set_rates = None  # tlx's optimizer holds one learning rate, fixed when it is made
+
+
 def rng_state():
     counters = importlib.import_module("mindspore.common.seed")._KERNEL_SEED
     return [np.array([counters.get(DROPOUT_COUNTER, 0)], dtype=np.int64)]

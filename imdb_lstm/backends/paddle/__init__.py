@@ -119,6 +119,19 @@ def load_optimizer_state(tlx, optimizer, weights, state):
     optimizer.set_state_dict(saved)
 
 
+mixed_precision = None  # tlx's layers here are not checked in half precision: full precision everywhere
+
+
+def set_rates(tlx, optimizer, weights, rates):
+    real = framework_optimizer(optimizer, _paddle().optimizer.Optimizer)
+    if real is None:  # before the first step: create it, as the first step would
+        take_a_zero_step(tlx, optimizer, weights)
+        real = framework_optimizer(optimizer, _paddle().optimizer.Optimizer)
+    real.set_lr(1.0)  # each weight's rate is then its own multiplier of the optimizer's
+    for weight, rate in zip(weights, rates):
+        weight.optimize_attr["learning_rate"] = rate
+
+
 def rng_state():
     arrays = []
     for state in _paddle().get_rng_state():  # a few numbers, then the engine's state as text bytes

@@ -93,6 +93,12 @@ def load_optimizer_state(tlx, optimizer, weights, state):
         variable.assign(state[str(i)].reshape(variable.shape))  # the checkpoint keeps scalars as 1-element arrays
 
 
+mixed_precision = None  # tlx's layers here are not checked in half precision: full precision everywhere
+
+
+set_rates = None  # tlx's optimizer holds one learning rate, fixed when it is made
+
+
 def rng_state():
     """None: TF's dropout draws from generators held inside its kernels, which no API saves or sets;
     so on this backend train keeps no checkpoint when the model has dropout."""

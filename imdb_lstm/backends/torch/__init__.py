@@ -1,5 +1,6 @@
 """torch: the default backend."""
 import importlib
+import os
 
 from imdb_lstm.backends import framework_optimizer, take_a_zero_step
 from imdb_lstm.backends.torch import fixes
@@ -41,9 +42,16 @@ def has_gpu():
     return _torch().cuda.is_available()
 
 
+_on_gpu = False
+
+
 def use_device(gpu):
+    global _on_gpu
     if gpu:  # not on the CPU: a default device intercepts every torch call
+        # cuBLAS's deterministic mode (deterministic() asks for it) needs a fixed workspace, set before its first use
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         _torch().set_default_device("cuda")
+    _on_gpu = gpu
 
 
 def deterministic():
@@ -89,9 +97,30 @@ def load_optimizer_state(tlx, optimizer, weights, state):
     optimizer.load_state_dict({"state": saved, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
+def mixed_precision(gpu):
+    return _torch().autocast("cuda" if gpu else "cpu", dtype=_torch().bfloat16)
+
+
+def set_rates(tlx, optimizer, weights, rates):
+    real = framework_optimizer(optimizer, _torch().optim.Optimizer)
+    if real is None:  # before the first step: create it, as the first step would
+        take_a_zero_step(tlx, optimizer, weights)
+        real = framework_optimizer(optimizer, _torch().optim.Optimizer)
+    if len(real.param_groups) != len(weights):  # a group per weight, in order: the state's indices stay
+        settings = {key: value for key, value in real.param_groups[0].items() if key != "params"}
+        real.param_groups = [{**settings, "params": [weight]} for weight in weights]
+    for group, rate in zip(real.param_groups, rates):
+        group["lr"] = rate
+
+
 def rng_state():
-    return [_torch().get_rng_state().numpy()]
+    # on a GPU, dropout draws from the GPU's generator
+    torch = _torch()
+    return [torch.get_rng_state().numpy(), *([torch.cuda.get_rng_state().numpy()] if _on_gpu else [])]
 
 
 def set_rng_state(arrays):
-    _torch().set_rng_state(_torch().from_numpy(arrays[0].copy()))
+    torch = _torch()
+    torch.set_rng_state(torch.from_numpy(arrays[0].copy()))
+    if _on_gpu:
+        torch.cuda.set_rng_state(torch.from_numpy(arrays[1].copy()))
