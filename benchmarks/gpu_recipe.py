@@ -8,9 +8,9 @@ up to the plots, in order, each by its own command in dvc.yaml (what `dvc repro 
 which a bare GPU machine lacks); for each further seed, `train`, `evaluate` and `report` again from the same
 language model (`--again`: only those, the rest having run in an earlier call). After each stage OUT holds
 what is done (a call cut short still brings it back): params.yaml, stages.json (each stage's seconds, the
-machine, each seed's scores), logs/STAGE-SEED.log, lm.json, and per seed seed-N/ with train.json, eval.json,
-dvclive's epochs/ and the plots. `--show` prints the recipe as the `dvc exp run` command that makes it where
-DVC is installed.
+machine, each seed's scores and its model's sha256), logs/STAGE-SEED.log, lm.json, and per seed seed-N/
+with train.json, eval.json, dvclive's epochs/ and the plots. `--show` prints the recipe as the `dvc exp run`
+command that makes it where DVC is installed.
 
 A GPU machine without internet needs the wheels of requirements-gpu.txt (its Python, 3.12, has torch and the
 rest) and the archive, in a gitignored folder that travels with the checkout:
@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from imdb_lstm.errors import PipelineError, run_stage
+from imdb_lstm.files import sha256_file
 from imdb_lstm.params import SCHEMA, check, check_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,8 +182,10 @@ def main(argv=None):
             collect(repo, out, seed)
             (out / "stages.json").write_text(json.dumps(record, indent=2) + "\n")
         train, scored = (json.loads((repo / "metrics" / name).read_text()) for name in ("train.json", "eval.json"))
+        weights = repo / "data/model/weights.npz"  # too large to bring back (a GPU model is about 90 MB): named
         record["seeds"][seed] = {key: train.get(key) for key in ("best_epoch", "val_accuracy", "val_loss")} | {
-            "test_accuracy": scored["accuracy"]}
+            "test_accuracy": scored["accuracy"], "model_bytes": weights.stat().st_size,
+            "model_sha256": sha256_file(weights)}
         (out / "stages.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["seeds"], indent=2))
 

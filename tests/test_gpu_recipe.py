@@ -8,6 +8,8 @@ import yaml
 from conftest import ROOT
 from project import prepared_repo
 
+from imdb_lstm.files import sha256_file
+
 TINY = ["device=cpu", "data.vocab_size=50", "data.seq_len=24", "model.embedding_dim=8", "model.hidden_size=8",
         "lm.epochs=2", "lm.batch_size=4", "lm.steps=8", "lm.lr=0.01", "lm.fine_tune_lr=0.01", "epochs=3",
         "batch_size=20", "lr=0.01", "validation=0.5"]
@@ -33,12 +35,15 @@ def test_the_recipe_runs_every_stage_then_train_and_evaluate_per_seed_and_record
     scores = {}
     for seed in (1, 2):
         train, scored = (json.loads((out / f"seed-{seed}/{name}").read_text()) for name in ("train.json", "eval.json"))
+        model = record["seeds"][str(seed)].pop("model_sha256"), record["seeds"][str(seed)].pop("model_bytes")
         assert record["seeds"][str(seed)] == {"best_epoch": train["best_epoch"], "val_accuracy": train["val_accuracy"],
                                               "val_loss": train["val_loss"], "test_accuracy": scored["accuracy"]}
+        assert len(model[0]) == 64 and model[1] > 0
         assert (out / f"seed-{seed}/epochs/plots/metrics/val_loss.tsv").exists()
         assert (out / f"seed-{seed}/plots/training.png").exists() and (out / f"logs/train-{seed}.log").exists()
-        scores[seed] = train
+        scores[seed] = train, model
     assert scores[1] != scores[2], "each seed trains its own classifier"
+    assert model[0] == sha256_file(repo.path / "data/model/weights.npz"), "the last seed's model is the one left"
 
 
 def test_a_setting_the_params_refuse_stops_the_recipe_before_any_stage(tmp_path):
