@@ -28,6 +28,15 @@ def quote(value, limit=200, repr_=True):
 USER_OS_ERRORS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space",
                   errno.EACCES: "check the permissions", errno.EPERM: "check the permissions",
                   errno.EROFS: "the file system is read-only", errno.EIO: "the disk failed"}
+def get_it_by(stage):
+    """What to run for a missing output of `stage`: `dvc pull` too where the checkout (the working directory)
+    has a DVC remote, where a teammate may have pushed it; else only the stage."""
+    configs = [Path(".dvc/config"), Path(".dvc/config.local")]
+    has_remote = any(line.strip().startswith(("['remote ", '["remote ', "[remote ")) for config in configs
+                     if config.is_file() for line in config.read_text(errors="replace").splitlines())
+    return f"`dvc pull`, or `dvc repro {stage}`," if has_remote else f"`dvc repro {stage}`"
+
+
 LOCK = Path(".stage.lock")  # in the checkout (the working directory), ignored by git
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_lstm import backend
-from imdb_lstm.errors import PipelineError, quote
+from imdb_lstm.errors import PipelineError, get_it_by, quote
 from imdb_lstm.files import read_weights, weight_shapes, write_npz
 from imdb_lstm.metrics import loss_and_accuracy
 from imdb_lstm.params import BACKENDS, SCHEMA, check
@@ -153,7 +153,7 @@ def _read_model_json(path):
     try:
         info = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise PipelineError(f"no trained model in {path.parent}: run `dvc repro train` first") from None
+        raise PipelineError(f"no trained model in {path.parent}: run {get_it_by('train')} first") from None
     except (OSError, ValueError) as error:  # ValueError: not JSON, not UTF-8
         raise PipelineError(f"{path} is damaged ({quote(str(error), repr_=False)}): retrain with "
                             "`dvc repro train`") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from imdb_lstm import backend
-from imdb_lstm.errors import PipelineError, quote, run_stage
+from imdb_lstm.errors import PipelineError, get_it_by, quote, run_stage
 from imdb_lstm.metrics import log_softmax
 from imdb_lstm.model import load_model, predict_logits, trained_backend
 from imdb_lstm.params import BACKENDS, DEVICES, SCHEMA, check
@@ -74,7 +74,7 @@ def read_vocabulary(path):
             raise ValueError("a word that is not a string")
         return vocab["words"][2:], encoding, hashlib.sha256(data).hexdigest()
     except FileNotFoundError:
-        raise PipelineError(f"no vocabulary at {path}: run `dvc repro` (or `dvc pull`) first") from None
+        raise PipelineError(f"no vocabulary at {path}: run {get_it_by('prepare')} first") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise PipelineError(f"{path} is not a vocabulary written by `dvc repro prepare` "
                             f"({quote(str(error), repr_=False)})") from None

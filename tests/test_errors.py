@@ -115,3 +115,16 @@ def test_where_the_shell_ignores_ctrl_c_the_stage_does_too(stage_dir):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     errors.run_stage(lambda: None)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_a_missing_output_suggests_dvc_pull_only_where_a_remote_is_configured(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert errors.get_it_by("train") == "`dvc repro train`", "no .dvc/config: nowhere to pull from"
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc/config").write_text("[core]\n    remote = team\n")
+    assert errors.get_it_by("train") == "`dvc repro train`", "a default remote's name, but no remote"
+    for config in ("config", "config.local"):  # `dvc remote add` writes the first, `--local` the second
+        (tmp_path / ".dvc/config").write_text("[core]\n")
+        (tmp_path / ".dvc" / config).write_text("['remote \"team\"']\n    url = /mnt/shared\n")
+        assert errors.get_it_by("train") == "`dvc pull`, or `dvc repro train`,"
+        (tmp_path / ".dvc" / config).unlink()

@@ -175,7 +175,7 @@ def test_predict_refuses_with_one_line_what_it_cannot_use(trained, tmp_path, mon
         ([], "no review to classify: give one as an argument, with --file, or on stdin"),
         (["--file", str(tmp_path / "none.txt")], f"cannot read {tmp_path / 'none.txt'}: No such file or directory"),
         (["x", "--vocab", str(tmp_path / "none.json")],
-         f"no vocabulary at {tmp_path / 'none.json'}: run `dvc repro` (or `dvc pull`) first"),
+         f"no vocabulary at {tmp_path / 'none.json'}: run `dvc repro prepare` first"),
     ]
     other = tmp_path / "other.json"
     write_json(other, {"encoding": {"seq_len": 6, "truncate": "pre", "pad": "pre"}, "words": ["<pad>", "<unk>", "x"]})
@@ -256,4 +256,4 @@ def test_the_installed_command_runs_beside_a_stage_and_fails_with_one_line(train
         for name, handler in handlers.items():
             signal.signal(name, handler)
     assert failed.value.code == 1
-    assert capsys.readouterr().err == "error: no vocabulary at none.json: run `dvc repro` (or `dvc pull`) first\n"
+    assert capsys.readouterr().err == "error: no vocabulary at none.json: run `dvc repro prepare` first\n"
