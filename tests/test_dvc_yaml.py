@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 from conftest import ROOT
-from project import TINY, make_project, set_params
+from project import TINY, make_project, make_repo, set_params
 
 RECORD = """
 import json, runpy, sys
@@ -112,3 +112,18 @@ def test_each_stage_lists_the_params_it_reads(recorded, stage):
     assert [key for key in read if not covered(key)] == [], "read but not listed in dvc.yaml"
     assert [p for p in listed if not any(key == p or key.startswith(p + ".") for key in read)] == [], \
         "listed in dvc.yaml but never read"
+
+
+def test_the_records_stay_out_of_the_metrics_list_and_one_command_lists_them(tmp_path):
+    """`dvc exp show` has the live run's columns, not every record's; README's `dvc metrics show
+    records/*/eval.json` shows each record's figures."""
+    repo = make_repo(tmp_path)
+    shutil.copytree(ROOT / "records", repo.path / "records")
+    repo.commit("records")
+    files = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "records").glob("*/eval.json"))
+    assert len(files) >= 9
+    shown = json.loads(repo.run("dvc", "metrics", "show", "--json", *files).stdout)[""]["data"]
+    assert {name: figures["data"]["accuracy"] for name, figures in shown.items()} == {
+        name: json.loads((ROOT / name).read_text())["accuracy"] for name in files}
+    columns = repo.run("dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
+    assert "backend" in columns and not [column for column in columns if "records/" in column]

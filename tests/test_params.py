@@ -227,9 +227,9 @@ def _keys(section, prefix=""):
             for key in (_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else {prefix + name})}
 
 
-@pytest.mark.parametrize("record", sorted(p.parent.name for p in (ROOT / "metrics").glob("*/params.yaml")))
+@pytest.mark.parametrize("record", sorted(p.parent.name for p in (ROOT / "records").glob("*/params.yaml")))
 def test_each_committed_record_has_a_params_file_of_todays_keys(record):
-    """README reproduces a record with `cp metrics/<record>/params.yaml params.yaml && dvc repro`: its file
+    """README reproduces a record with `cp records/<record>/params.yaml params.yaml && dvc repro`: its file
     must be accepted, with every key params.yaml has (new keys go into the records with their defaults)."""
-    params = load_params(ROOT / "metrics" / record / "params.yaml")
+    params = load_params(ROOT / "records" / record / "params.yaml")
     assert _keys(params) == _keys(load_params(ROOT / "params.yaml"))
