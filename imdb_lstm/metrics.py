@@ -1,4 +1,4 @@
-"""Scores of (n, 2) logits against 0/1 labels, in numpy: the same code for validation and test."""
+"""Scores of (n, 2) logits against 0/1 labels: the same code for validation and test."""
 import numpy as np
 
 
@@ -12,33 +12,21 @@ def loss_and_accuracy(logits, labels):
     return float(loss), float((logits.argmax(axis=1) == labels).mean())
 
 
-def roc_curve(labels, scores):
-    """(fpr, tpr, thresholds) at every distinct score, from the highest score down."""
-    order = np.argsort(-scores, kind="stable")
-    scores, labels = scores[order], labels[order]
-    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_positives = np.cumsum(labels)[last_of_each_score]
-    false_positives = last_of_each_score + 1 - true_positives
-    tpr = np.r_[0.0, true_positives / labels.sum()]
-    fpr = np.r_[0.0, false_positives / (len(labels) - labels.sum())]
-    return fpr, tpr, np.r_[np.inf, scores[last_of_each_score]]
-
-
 def classification_metrics(labels, logits):
-    """(metrics for eval.json, predicted labels, (fpr, tpr, thresholds) of the ROC curve)."""
+    """(metrics for eval.json, predicted labels, (fpr, tpr, thresholds) of the ROC curve at every distinct
+    score), through scikit-learn (imported here: predict, which reads log_softmax, needs no scikit-learn)."""
+    from sklearn import metrics as sk
+
     positive = np.exp(log_softmax(logits)[:, 1])
     predicted = logits.argmax(axis=1)
-    tp = int(((predicted == 1) & (labels == 1)).sum())
-    precision = tp / max(int(predicted.sum()), 1)
-    recall = tp / max(int(labels.sum()), 1)
-    fpr, tpr, thresholds = roc_curve(labels, positive)
+    fpr, tpr, thresholds = sk.roc_curve(labels, positive, drop_intermediate=False)
     loss, accuracy = loss_and_accuracy(logits, labels)
     metrics = {
         "accuracy": accuracy,
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "roc_auc": float(np.trapezoid(tpr, fpr)),
+        "precision": float(sk.precision_score(labels, predicted, zero_division=0)),
+        "recall": float(sk.recall_score(labels, predicted, zero_division=0)),
+        "f1": float(sk.f1_score(labels, predicted, zero_division=0)),
+        "roc_auc": float(sk.auc(fpr, tpr)),
         "loss": loss,
         "reviews": len(labels),
     }
