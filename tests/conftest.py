@@ -43,7 +43,7 @@ def pytest_configure(config):
 
 # The other test files, slowest first (TESTING.md has what each takes).
 SLOWEST_FIRST = ["test_benchmarks.py", "test_gpu_recipe.py", "test_pipeline.py", "test_stages.py",
-                 "test_experiments.py", "test_sharing.py", "test_reproducible.py", "test_checkpoint.py", "test_lm.py",
+                 "test_experiments.py", "test_reproducible.py", "test_checkpoint.py", "test_lm.py",
                  "test_compat.py", "test_fuzz.py", "test_backends.py", "test_dvc_yaml.py", "test_model_files.py",
                  "test_baseline.py"]
 

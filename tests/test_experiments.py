@@ -29,6 +29,35 @@ def test_a_fresh_clone_pulls_data_and_model_from_a_remote_and_has_nothing_to_rer
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
 
 
+def test_an_experiment_pushed_from_one_clone_is_shown_and_pulled_in_another_without_running_it(repo, tmp_path):
+    """Sharing runs as a team does, through a git remote and a DVC remote (local folders here)."""
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    repo.run("dvc", "remote", "add", "-d", "-f", "team", str(tmp_path / "dvc-remote"))
+    repo.commit("the team's DVC remote")
+    repo.run("git", "remote", "add", "origin", str(origin))
+    repo.run("git", "push", "-q", "origin", "HEAD")
+    repo.run("dvc", "push", "-q")
+    repo.run("dvc", "exp", "run", "-n", "shared", "-S", "epochs=2")
+    repo.run("dvc", "exp", "push", "origin", "shared")  # its commit to origin, its outputs to the DVC remote
+    accuracy = repo.json("metrics/eval.json")["accuracy"]
+    model = (repo.path / "data/model/weights.npz").read_bytes()
+    repo.run("git", "checkout", "-q", "--", ".")  # the workspace back to the committed run, for the other tests
+    repo.run("dvc", "checkout", "-q")
+
+    (tmp_path / "empty-cache").mkdir()
+    subprocess.run(["git", "clone", "-q", str(origin), str(tmp_path / "second")], check=True)
+    second = Repo(tmp_path / "second", cache=tmp_path / "empty-cache")  # a stage that needs the archive fails
+    assert "shared" in second.run("dvc", "exp", "list", "origin").stdout
+    second.run("dvc", "exp", "pull", "origin", "shared")
+    runs = [node for node in exp_show_nodes(second) if node.get("name") == "shared"]
+    assert runs[0]["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]["accuracy"] == accuracy
+    second.run("dvc", "exp", "apply", "shared")
+    second.run("dvc", "pull", "-q")
+    assert (second.path / "data/model/weights.npz").read_bytes() == model
+    assert second.run("dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+
+
 def exp_show_nodes(repo, check=True):
     """Every JSON object in `dvc exp show --json`, depth first (none where it fails and `check` is false)."""
     shown = repo.run("dvc", "exp", "show", "--json", check=check)
