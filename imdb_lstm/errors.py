@@ -3,6 +3,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import reprlib
 import signal
 import sys
@@ -31,9 +32,9 @@ USER_OS_ERRORS = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some
 def get_it_by(stage):
     """What to run for a missing output of `stage`: `dvc pull` too where the checkout (the working directory)
     has a DVC remote, where a teammate may have pushed it; else only the stage."""
-    configs = [Path(".dvc/config"), Path(".dvc/config.local")]
-    has_remote = any(line.strip().startswith(("['remote ", '["remote ', "[remote ")) for config in configs
-                     if config.is_file() for line in config.read_text(errors="replace").splitlines())
+    configs = [Path(".dvc/config"), Path(".dvc/config.local")]  # `dvc remote add` writes ['remote "NAME"']
+    has_remote = any(re.match(r"""\s*\[\s*['"]?remote\s""", line) for config in configs if config.is_file()
+                     for line in config.read_text(errors="replace").splitlines())
     return f"`dvc pull`, or `dvc repro {stage}`," if has_remote else f"`dvc repro {stage}`"
 
 

@@ -123,8 +123,12 @@ def test_a_missing_output_suggests_dvc_pull_only_where_a_remote_is_configured(tm
     (tmp_path / ".dvc").mkdir()
     (tmp_path / ".dvc/config").write_text("[core]\n    remote = team\n")
     assert errors.get_it_by("train") == "`dvc repro train`", "a default remote's name, but no remote"
-    for config in ("config", "config.local"):  # `dvc remote add` writes the first, `--local` the second
+    (tmp_path / ".dvc/config").write_bytes(b"# \xff not UTF-8\n[core]\n    remote = team\n")
+    assert errors.get_it_by("train") == "`dvc repro train`"
+    # `dvc remote add` writes the first; `--local`, the second; by hand, a section without quotes
+    for config, section in (("config", "['remote \"team\"']"), ("config.local", "['remote \"team\"']"),
+                            ("config", '  [remote "team"]')):
         (tmp_path / ".dvc/config").write_text("[core]\n")
-        (tmp_path / ".dvc" / config).write_text("['remote \"team\"']\n    url = /mnt/shared\n")
+        (tmp_path / ".dvc" / config).write_text(f"{section}\n    url = /mnt/shared\n")
         assert errors.get_it_by("train") == "`dvc pull`, or `dvc repro train`,"
         (tmp_path / ".dvc" / config).unlink()
