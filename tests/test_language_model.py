@@ -337,3 +337,21 @@ def test_the_tied_softmax_in_bfloat16_gives_float32_logits_near_full_precision_o
     assert tlx.convert_to_numpy(mixed).dtype == np.float32 and np.isfinite(tlx.convert_to_numpy(loss))
     difference = np.abs(tlx.convert_to_numpy(mixed) - full)
     assert 0 < difference.max() < 0.05 * np.abs(full).max(), "bfloat16's rounding, no more"
+
+
+def test_held_out_perplexity_takes_each_words_own_largest_logit_where_words_differ_by_thousands(language_model, tlx):
+    """Logits thousands apart from one word to the next, each word the most likely: a perplexity of 1. A shift
+    by the largest logit of the whole batch would round the smaller words' probabilities to 0."""
+    backend.seed(0)
+    net = language_model.LanguageModel(len(WORDS), 4, 3, 1, output_words=5)
+    rng = np.random.default_rng(1)
+    tlx.files.assign_weights([(rng.normal(size=(3, 5)) * 3e4).astype(np.float32), np.zeros(5, np.float32)],
+                             net.output)
+    net.set_eval()
+    rows = rng.integers(0, len(WORDS), (2, 4))
+    logits = logits_of(tlx, net, rows)
+    assert np.ptp(logits.max(axis=1)) > 2000
+    next_words = logits.argmax(axis=1).reshape(2, 4)  # the classes are the word ids below output_words
+    task = language_model.LanguageModelTask(net, rows, next_words, rows, next_words, epochs=1, batch_size=2,
+                                            lr=0.01, seed=0)
+    assert task.held_out() == {"perplexity": 1.0, "next_word_accuracy": 1.0}
