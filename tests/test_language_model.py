@@ -325,9 +325,9 @@ def test_the_tied_softmax_in_bfloat16_gives_float32_logits_near_full_precision_o
     """What a GPU runs, on the CPU (where torch has bfloat16 products too); a backend without mixed precision
     gives the full-precision bits."""
     nets = []
-    for mixed in (False, True):
+    for mixed in ({}, {"mixed_precision": True}):  # full precision unless asked (stages/lm.py: on a GPU)
         backend.seed(0)
-        nets.append(language_model.LanguageModel(len(WORDS), 16, 8, 1, 5, "tied", mixed_precision=mixed))
+        nets.append(language_model.LanguageModel(len(WORDS), 16, 8, 1, 5, "tied", **mixed))
     ids = np.random.default_rng(0).integers(0, len(WORDS), (2, 6))
     full, mixed = logits_of(tlx, nets[0], ids), nets[1](tlx.convert_to_tensor(ids))
     if backends.module(IN_PROCESS).mixed_precision is None:

@@ -14,6 +14,7 @@ from helpers import refuses_rate_schedules, spread_weights, weights_of
 
 from imdb_lstm import backend, backends, errors
 from imdb_lstm.errors import PipelineError
+from imdb_lstm.training import slanted_rate
 
 ADVERSARIAL = [0.0] if IN_PROCESS == "mindspore" else [0.0, 0.5]  # params.py refuses it on mindspore
 
@@ -178,6 +179,9 @@ def test_ulmfit_thaws_a_layer_an_epoch_from_the_top_each_at_the_rate_above_it_ov
     assert [task.frozen_layers(epoch) for epoch in (1, 2, 3)] == [("embedding", "lstm"), ("embedding",), ()]
     assert [task.new_phase(epoch) for epoch in (1, 2, 3)] == [False, True, True]
     assert task.describe(2) == "epoch 2/3 (embedding frozen)" and task.describe(3) == "epoch 3/3"
+    rate_of = task.schedule(3, 2, 4)  # step 2 of epoch 3's 4: the run's 11th of 12
+    assert [rate_of(layer.all_weights[0]) for layer in (task.net.embedding, task.net.lstm, task.net.classify)] == [
+        slanted_rate(10, 12, 0.064) / 2.6 ** 2, slanted_rate(10, 12, 0.064) / 2.6, slanted_rate(10, 12, 0.064)]
     if backends.module(IN_PROCESS).set_rates is None:
         assert refuses_rate_schedules(IN_PROCESS), "no fine-tuning at rates the optimizer cannot take"
         return
