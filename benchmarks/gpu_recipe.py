@@ -171,14 +171,15 @@ def main(argv=None):
     repo, out = args.repo.resolve(), args.out.resolve()
     record = {"command": exp_run_command({**chosen, "seed": args.seeds[0]}), "machine": machine(), "stages": {},
               "seeds": {}}
-    stages = stage_order(yaml.safe_load((repo / "dvc.yaml").read_text()), TARGET)
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    stages = stage_order(pipeline, TARGET)
     for number, seed in enumerate(args.seeds):
         write_params(repo / "params.yaml", {**chosen, "seed": seed})
         first = number == 0 and not args.again
         for name in stages if first else [name for name in stages if name in AGAIN]:
             label = name if first else f"{name} (seed {seed})"
-            command = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"][name]["cmd"]
-            record["stages"][label] = run(repo, label, command, out / "logs" / f"{name}-{seed}.log")
+            record["stages"][label] = run(repo, label, pipeline["stages"][name]["cmd"],
+                                          out / "logs" / f"{name}-{seed}.log")
             collect(repo, out, seed)
             (out / "stages.json").write_text(json.dumps(record, indent=2) + "\n")
         train, scored = (json.loads((repo / "metrics" / name).read_text()) for name in ("train.json", "eval.json"))
