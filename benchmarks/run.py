@@ -2,6 +2,7 @@
 
     python benchmarks/run.py --write BENCHMARKS.md  # everything on the CPU
     python benchmarks/run.py --only epoch lm --device gpu --batch-sizes 64 256   # the GPU measures
+    python benchmarks/run.py --only processes      # train in 1 process against 2 (distributed.processes)
     python benchmarks/run.py --quick               # every measure on tiny inputs (the tests run it)
 
 Timings are medians of --repeats runs; each tlx/plain ratio is the median of ratios measured in
@@ -282,24 +283,41 @@ def run_timed(command, cwd):
     return float(seconds), int(kb) / 1024
 
 
-def scratch_project(folder, project, inputs):
-    """`project`'s code and params in `folder`, with the given data/ folders of `project` linked."""
+def scratch_project(folder, project, inputs, params=None):
+    """`project`'s code and params (with the sections of `params` updated) in `folder`, with the given data/
+    folders of `project` linked."""
     for name in ("stages", "imdb_lstm", "params.yaml"):
         (shutil.copytree if (project / name).is_dir() else shutil.copy)(project / name, folder / name)
+    if params:
+        values = yaml.safe_load((folder / "params.yaml").read_text())
+        for key, value in params.items():
+            values[key] = {**values[key], **value} if isinstance(value, dict) else value
+        (folder / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     for name in inputs:
         (folder / "data" / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / "data" / name).symlink_to(project / "data" / name)
     (folder / "metrics").mkdir()
 
 
-def stage_measure(stage, project, inputs, repeats):
-    """(median wall s, peak MB) of one stage's own process in scratch copies of `project`."""
+def stage_measure(stage, project, inputs, repeats, params=None):
+    """(median wall s, peak MB) of one stage's own process in scratch copies of `project` (with `params`)."""
     results = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            scratch_project(Path(tmp), project, inputs)
+            scratch_project(Path(tmp), project, inputs, params)
             results.append(run_timed([sys.executable, "-m", f"stages.{stage}"], tmp))
     return statistics.median(s for s, _ in results), max(mb for _, mb in results)
+
+
+def processes_measure(project, repeats):
+    """{processes: median wall s} of one epoch of `train` in 1 and in 2 processes, alternated (a shared
+    machine drifts), each a stage process from the start (the backend's import, torchrun's start) to its end."""
+    seconds = {1: [], 2: []}
+    for _ in range(repeats):
+        for processes in seconds:
+            seconds[processes].append(stage_measure("train", project, ["prepared", "pretrained", "lm"], 1,
+                                                    {"epochs": 1, "distributed": {"processes": processes}})[0])
+    return {processes: statistics.median(values) for processes, values in seconds.items()}
 
 
 def repro_clocked(clone):
@@ -349,8 +367,8 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", choices=["epoch", "kernels", "lm", "stages", "e2e"],
-                        default=["epoch", "kernels", "lm", "stages", "e2e"])
+    parser.add_argument("--only", nargs="*", choices=["epoch", "kernels", "lm", "stages", "e2e", "processes"],
+                        default=["epoch", "kernels", "lm", "stages", "e2e", "processes"])
     parser.add_argument("--quick", action="store_true",
                         help="every measure once, epochs on 256 reviews, kernels on the first backend only: "
                              "checks that they all run")
@@ -400,7 +418,7 @@ def main():
             f"{size['vocabulary']:,} words, batch {size['batch']} × {size['window']})",
             f"{seconds:.4g} s: {words / seconds:,.0f} words/s, an epoch ({LM_WORDS / 1e6:.1f} M words) "
             f"{LM_WORDS / words * seconds / 60:,.1f} min")
-    if {"stages", "e2e"} & set(args.only):
+    if {"stages", "e2e", "processes"} & set(args.only):
         with tempfile.TemporaryDirectory() as tmp:
             clone = fresh_clone(Path(tmp), args.params)
             plain, stages, noop = repro_end_to_end(clone, args.repeats)  # the stage measures need its data
@@ -411,6 +429,10 @@ def main():
                 seconds, mb = stage_measure("evaluate", clone, ["prepared", "model"], args.repeats)
                 add("`evaluate` of the whole test split", f"{seconds:.1f} s")
                 add("peak memory of `evaluate`", f"{mb:.0f} MB")
+            if "processes" in args.only:
+                seconds = processes_measure(clone, args.repeats)
+                add("`train`, one epoch, as a stage process: 2 processes (gloo, a thread each) ÷ 1 (2 threads)",
+                    f"{seconds[2] / seconds[1]:.3f} ({seconds[2]:.1f} s ÷ {seconds[1]:.1f} s)")
         if "e2e" in args.only:
             whole, its_train = plain[0], plain[1]["train"]  # the same run's train: two runs of it differ more
             add("default `dvc repro` on torch, from a fresh clone", f"{whole:.1f} s, its `train` "

@@ -153,3 +153,18 @@ def rng_state():
 
 def set_rng_state(arrays):
     _entry.set_rng_state(arrays)
+
+
+def start_process_group(comm):
+    """Join the processes torchrun started (imdb_lstm/distributed.py); (this process's rank, their count)."""
+    return _entry.start_process_group(comm)
+
+
+def set_gradient_weight(weight):
+    """What this process's gradients count in the sum of the next optimizer step."""
+    _entry.set_gradient_weight(weight)
+
+
+def all_sum(array):
+    """A numpy array summed over the processes."""
+    return _entry.all_sum(array)

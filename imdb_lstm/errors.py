@@ -18,6 +18,15 @@ class PipelineError(Exception):
     """Bad input or a failed step: the message says what is wrong and how to fix it."""
 
 
+class LostProcess(Exception):
+    """Another process of a run across processes (imdb_lstm/distributed.py) ended: this one ends too, with
+    LOST_PROCESS and nothing said; the launcher says which ended and why."""
+
+
+LOST_PROCESS = 75  # the exit status of a process that LostProcess ended
+INTERRUPTED = 130  # the exit status of a stage that a signal stopped (as a shell's for SIGINT)
+
+
 def quote(value, limit=200, repr_=True):
     """A value from outside, for a message: its repr (or str), at most about `limit` characters, so a
     huge or deeply nested value can neither flood the terminal nor cost memory to print."""
@@ -55,9 +64,11 @@ def run_stage(main, lock=True):
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except LostProcess:
+        sys.exit(LOST_PROCESS)
     except KeyboardInterrupt:
         print("interrupted: no outputs were written", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except MemoryError:
         print("error: out of memory: close other programs, or lower batch_size or data.seq_len", file=sys.stderr)
         sys.exit(1)

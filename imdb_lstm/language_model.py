@@ -219,13 +219,13 @@ class LanguageModelTask:
     def size(self, batch):
         return 1
 
-    def inputs(self, epoch, batches, start):
+    def inputs(self, epoch, batches, start, part):
         tlx = backend.tlx()
         for index, rows in enumerate(batches[start:], start):
             if index % self.checkpoint_steps == 0:
                 self.net.carried = None
-            wanted = targets(self.next_words[rows], self.net.config["output_words"]).ravel()
-            yield [tlx.convert_to_tensor(self.rows[rows]), tlx.convert_to_tensor(wanted)], wanted.size
+            wanted = targets(part(self.next_words[rows]), self.net.config["output_words"]).ravel()
+            yield [tlx.convert_to_tensor(part(self.rows[rows])), tlx.convert_to_tensor(wanted)], wanted.size
 
     def new_phase(self, epoch):
         return False

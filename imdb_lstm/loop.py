@@ -5,7 +5,8 @@ What differs between the two stages is their Task (model.ClassifierTask, languag
 the batches, what a step takes, the step itself and the held-out scores. After each epoch, and every
 `task.checkpoint_steps` steps within one, `fit` saves a checkpoint (imdb_lstm/checkpoint.py): the weights,
 the optimizer, the backend's dropout generator and a State. A stopped run resumes from it and ends as an
-uninterrupted run would, bit for bit.
+uninterrupted run would, bit for bit. In a run across processes (imdb_lstm/distributed.py) each takes its
+part of every batch; process 0 alone scores held-out data, saves and publishes.
 """
 import contextlib
 import dataclasses
@@ -108,8 +109,9 @@ class Task(Protocol):
 
     def size(self, batch): ...
 
-    def inputs(self, epoch, batches, start):
-        """For each of `batches` from `start` on: (the step's tensors, how many predictions it makes)."""
+    def inputs(self, epoch, batches, start, part):
+        """For each of `batches` from `start` on: (the step's tensors, how many predictions they make), the
+        tensors of part(rows) for each array of rows the batch has (this process's part)."""
 
     def new_phase(self, epoch):
         """Whether `epoch` trains with a step of its own (a new optimizer), as the first one does."""
@@ -128,17 +130,20 @@ class Task(Protocol):
     def describe_scores(self, scores): ...
 
 
-def fit(task, folder, made_for, publish, average_decay=0.0, live=None):
+def fit(task, folder, made_for, publish, average_decay=0.0, live=None, group=None):
     """Train task.net for task.epochs, going on from the checkpoint in `folder` if it was made for
     `made_for`; then `publish(result)` writes the outputs, and the checkpoint goes unless a longer run could
     use it. With `average_decay` a WeightAverage of the weights is validated and kept; with `live` (dvclive)
-    each epoch's figures are logged, a resumed run's earlier ones first."""
+    each epoch's figures are logged, a resumed run's earlier ones first. With `group` (a distributed.Group)
+    this is one of its processes; only process 0 saves, publishes and logs to `live`."""
     tlx, net, start = backend.tlx(), task.net, time.perf_counter()
+    main = group is None or group.main
     if task.uses_dropout and backend.rng_state() is None:
         log_line(f"no checkpoints: {backend.name()} cannot save dropout's random generator, so a stopped run "
                  "starts again from epoch 1")
         folder = None
     state, arrays = _resume(task, net, folder, made_for)
+    save_in = folder if main else None
     average = WeightAverage(tlx, net, average_decay, *([state.average_total, arrays["average"]] if arrays else [])) \
         if average_decay else None
     best_weights = arrays["best_weights"] if arrays and state.best else None
@@ -156,13 +161,15 @@ def fit(task, folder, made_for, publish, average_decay=0.0, live=None):
         with bar(total=sum(map(task.size, batches)), initial=sum(map(task.size, batches[:state.done])), desc=desc,
                  unit=task.unit) as progress:
             _take_steps(task, step, batches, state, average, progress,
-                        lambda: _save(folder, made_for, state, net, step, best_weights, average))
+                        lambda: _save(save_in, made_for, state, net, step, best_weights, average), group)
         totals = state.totals
         record = Record(epoch, round(totals.loss / totals.count, 6), round(totals.correct / totals.count, 6))
         net.set_eval()
-        own = average and task.held_out()  # the weights as trained, beside their average's: printed only
+        own = main and average and task.held_out()  # the weights as trained, beside their average's: printed only
         with average.in_place() if average else contextlib.nullcontext():
-            record.held_out, monitor = task.held_out(), task.monitor
+            record.held_out, monitor = task.held_out() if main else None, task.monitor
+            if group:
+                record.held_out = group.from_main(record.held_out)
             if monitor and (state.best is None or record.held_out[monitor] < state.best.held_out[monitor]):
                 state.best, best_weights = record, [tlx.convert_to_numpy(w).copy() for w in net.all_weights]
         net.set_train()
@@ -171,7 +178,7 @@ def fit(task, folder, made_for, publish, average_decay=0.0, live=None):
         state.epoch, state.done, state.order, state.totals = epoch + 1, 0, rng.bit_generator.state, Totals()
         if not stopped and (epoch < task.epochs or task.keep_last_checkpoint):
             # a new phase's step starts with a fresh optimizer: no state to keep for it
-            _save(folder, made_for, state, net, None if task.new_phase(epoch + 1) else step, best_weights, average)
+            _save(save_in, made_for, state, net, None if task.new_phase(epoch + 1) else step, best_weights, average)
         _log_epoch(live, record)
         log_line(f"{desc}: loss {record.loss:.4f}, accuracy {record.accuracy:.4f}"
                  + task.describe_scores(record.held_out)
@@ -183,28 +190,35 @@ def fit(task, folder, made_for, publish, average_decay=0.0, live=None):
         tlx.files.assign_weights(best_weights, net)
     elif average:
         tlx.files.assign_weights(average.values, net)
+    if not main:
+        return
     publish(Result(state.log, state.best, stopped, time.perf_counter() - start))
     if folder and (stopped or not task.keep_last_checkpoint):  # a longer run would stop here too
         remove_checkpoint(folder)
 
 
-def _take_steps(task, step, batches, state, average, progress, save):
-    """The epoch's steps from state.done on, each added to state.totals; `save` keeps a checkpoint every
-    task.checkpoint_steps steps."""
+def _take_steps(task, step, batches, state, average, progress, save, group):
+    """The epoch's steps from state.done on, each added to state.totals (over all processes, with `group`);
+    `save` keeps a checkpoint every task.checkpoint_steps steps."""
     totals = state.totals
-    for tensors, predictions in task.inputs(state.epoch, batches, state.done):
+    for tensors, predictions in task.inputs(state.epoch, batches, state.done, group.part if group else _whole):
         check_interrupted()
         task.loss_fn.correct = 0
         rate_of = task.schedule(state.epoch, state.done, len(batches))
         if rate_of:
             backend.set_rates(step, rate_of)
+        if group:
+            group.share(predictions)
         step(*tensors)
         if average:
             average.update()
-        loss = task.loss_fn.last_loss
+        loss, correct = task.loss_fn.last_loss, task.loss_fn.correct
+        if group:  # the batch's mean loss and its count of correct predictions, over all processes
+            loss_sum, correct, predictions = group.sum([loss * predictions, correct, predictions])
+            loss, correct, predictions = float(loss_sum / predictions), int(correct), int(predictions)
         if not math.isfinite(loss):
             raise PipelineError(f"the {task.loss_name} became {loss}: lower {task.lr_setting} in params.yaml")
-        totals.loss, totals.correct = totals.loss + loss * predictions, totals.correct + task.loss_fn.correct
+        totals.loss, totals.correct = totals.loss + loss * predictions, totals.correct + correct
         totals.count += predictions
         progress.update(task.size(batches[state.done]))
         progress.set_postfix(loss=f"{totals.loss / totals.count:.4f}")
@@ -214,6 +228,11 @@ def _take_steps(task, step, batches, state, average, progress, save):
             log_line(f"{task.describe(state.epoch)}: {state.done}/{len(batches)} steps, "
                      f"loss {totals.loss / totals.count:.4f}")
     progress.set_postfix(loss=f"{totals.loss / totals.count:.4f}", accuracy=f"{totals.correct / totals.count:.4f}")
+
+
+def _whole(rows):
+    """One process's part of a batch's rows: all of them."""
+    return rows
 
 
 def _resume(task, net, folder, made_for):

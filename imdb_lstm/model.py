@@ -241,7 +241,7 @@ class ClassifierTask:
     def size(self, batch):
         return len(batch)
 
-    def inputs(self, epoch, batches, start):
+    def inputs(self, epoch, batches, start, part):
         tlx = backend.tlx()
         # the epoch's own generator: a resumed run draws what an uninterrupted one did
         unlabelled = None if self.unlabelled is None else unlabelled_batches(
@@ -251,7 +251,8 @@ class ClassifierTask:
             extra = next(unlabelled) if unlabelled else ()
             if index >= start:
                 rows = trim_padding(self.ids[batch]) if self.trim else self.ids[batch]
-                yield [tlx.convert_to_tensor(a) for a in (rows, self.labels[batch], *extra)], len(batch)
+                arrays = [part(a) for a in (rows, self.labels[batch], *extra)]
+                yield [tlx.convert_to_tensor(a) for a in arrays], len(arrays[0])
 
     def frozen_layers(self, epoch):
         """The warm layers that `epoch` leaves as they are."""

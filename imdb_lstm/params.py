@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from imdb_lstm.backends import NAMES, schedules_rates, trains_adversarially
+from imdb_lstm.backends import NAMES, schedules_rates, trains_adversarially, trains_in_processes
 from imdb_lstm.errors import PipelineError, quote
 
 MAX_BYTES = 1 << 16  # the project's params.yaml is about 2 KB
@@ -75,6 +75,10 @@ SCHEMA = {
         "dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
         "embedding_dropout": (float, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1"),
         "trim_padding": (bool, lambda v: True, "true or false"),
+    },
+    "distributed": {
+        "processes": (int, *_int_range(1, 1024)),
+        "comm": (str, *_choice("gloo", "nccl")),
     },
 }
 
@@ -149,10 +153,29 @@ def check_rules(params, path):
             raise PipelineError(f"{path}: 'lm.{key}' {lm[key]} changes the learning rate at every step, which tlx's "
                                 f"{params['backend']} optimizer cannot: use backend {' or '.join(able)}, or set "
                                 f"lm.{key} to {plain}")
+    check_distributed(params, path)
     if lm["use"] and lm["softmax"] == "narrow" and lm["output_words"] > data["vocab_size"] + 2:
         raise PipelineError(f"{path}: 'lm.output_words' {lm['output_words']} is more than the "
                             f"{data['vocab_size'] + 2} word ids of 'data.vocab_size' {data['vocab_size']}: lower it, "
                             "or raise the vocabulary")
+
+
+def check_distributed(params, path):
+    """The rules of training in several processes."""
+    distributed, lm = params["distributed"], params["lm"]
+    processes = distributed["processes"]
+    if processes > 1 and not trains_in_processes(params["backend"]):
+        able = [name for name in BACKENDS if trains_in_processes(name)]
+        raise PipelineError(f"{path}: 'distributed.processes' {processes} needs torchrun's process group, which "
+                            f"backend {params['backend']} cannot join: use backend {' or '.join(able)}, or set "
+                            "distributed.processes to 1")
+    if processes > 1 and distributed["comm"] == "nccl" and params["device"] == "cpu":
+        raise PipelineError(f"{path}: 'distributed.comm' nccl joins processes on GPUs, and 'device' is cpu: set "
+                            "distributed.comm to gloo, or device to gpu")
+    for key, size in (("batch_size", params["batch_size"]), ("lm.batch_size", lm["batch_size"] if lm["use"] else 0)):
+        if 0 < size < processes:
+            raise PipelineError(f"{path}: '{key}' {size} cannot be shared by 'distributed.processes' {processes}: "
+                                f"raise {key} to {processes} or more, or lower distributed.processes")
 
 
 def check(values, schema, path, prefix=""):

@@ -13,14 +13,15 @@ lm.steps words, or with lm.carry_state into lm.batch_size lanes read side by sid
 (language_model.LanguageModelTask says how they are trained). The loop (imdb_lstm/loop.py) keeps a
 checkpoint every few hundred steps: a killed run resumes from there, and ends as an uninterrupted run would.
 With lm.use false nothing reads the LM, so the stage only writes data/lm/unused.txt (no backend is
-loaded): turning `use` on reruns it, and train after it.
+loaded): turning `use` on reruns it, and train after it. With distributed.processes > 1 it trains in that many
+processes under torchrun (imdb_lstm/distributed.py).
 """
 import time
 from pathlib import Path
 
 import numpy as np
 
-from imdb_lstm import backend, language_model
+from imdb_lstm import backend, distributed, language_model
 from imdb_lstm.archive import sorted_reviews
 from imdb_lstm.checkpoint import fingerprint
 from imdb_lstm.errors import PipelineError, run_stage
@@ -47,6 +48,8 @@ def main():
         write_json(METRICS, {"used": False})
         print("lm: skipped (lm.use is false)")
         return
+    if distributed.wanted(params):
+        return distributed.launch("stages.lm", params["distributed"]["processes"])
     words, documents = read_reviews(params["data"]["vocab_size"])
     if lm["softmax"] == "narrow" and lm["output_words"] > len(words):
         raise PipelineError(f"lm.output_words {lm['output_words']} is more than the {len(words)} word ids: "
@@ -57,6 +60,7 @@ def main():
         for part, name in ((stream, "training"), (held_stream, "held-out")))
 
     backend.load(params["backend"], params["device"], params["reproducible"])
+    group = distributed.join(params["distributed"]["comm"])
     backend.seed(params["seed"])
     net = language_model.LanguageModel(len(words), model["embedding_dim"], model["hidden_size"], model["num_layers"],
                                        lm["output_words"], lm["softmax"], lm["dropout"], lm["carry_state"],
@@ -78,7 +82,8 @@ def main():
         print(f"lm: {lm['epochs']} epochs over {next_words.size} words on {backend.version()} in "
               f"{time.perf_counter() - start:.0f} s; held-out perplexity {last.held_out['perplexity']:.2f}")
 
-    fit(task, CHECKPOINT, fingerprint(params, [ARCHIVE, VECTORS, Path(__file__)], backend.version()), publish)
+    fit(task, CHECKPOINT, fingerprint(params, [ARCHIVE, VECTORS, Path(__file__)], backend.version()), publish,
+        group=group)
 
 
 def read_reviews(vocab_size):
@@ -91,4 +96,4 @@ def read_reviews(vocab_size):
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, lock=not distributed.launched())  # the processes of a run: their launcher holds the lock

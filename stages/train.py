@@ -17,6 +17,7 @@ With virtual_adversarial > 0 it also reads the 50,000 unlabelled reviews of data
 (never the test split), one batch of them beside each labelled batch (imdb_lstm/training.py).
 With weight_average > 0 it keeps a moving average of the weights (training.WeightAverage): validation
 scores the average, and the model saved is the average (of the kept epoch's end, with validation).
+With distributed.processes > 1 it trains in that many processes under torchrun (imdb_lstm/distributed.py).
 """
 import contextlib
 import json
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from dvclive import Live
 
-from imdb_lstm import backend, model
+from imdb_lstm import backend, distributed, model
 from imdb_lstm.archive import unlabelled_texts
 from imdb_lstm.checkpoint import CHECKPOINT, fingerprint
 from imdb_lstm.errors import PipelineError, run_stage
@@ -50,11 +51,14 @@ INPUTS = [DATA / "train_ids.npy", DATA / "train_labels.npy", DATA / "vocab.json"
 
 def main():
     params = load_params()
+    if distributed.wanted(params):
+        return distributed.launch("stages.train", params["distributed"]["processes"])
     ids, labels, held = hold_out(np.load(DATA / "train_ids.npy"), np.load(DATA / "train_labels.npy"),
                                  params["validation"], params["seed"])
     backend.load(params["backend"], params["device"], params["reproducible"])
     words = json.loads((DATA / "vocab.json").read_text())["words"]
     unlabelled = read_unlabelled(words, params) if params["virtual_adversarial"] else None
+    group = distributed.join(params["distributed"]["comm"])
     backend.seed(params["seed"])
     net = model.SentimentLSTM(len(words), **params["model"])
     if params["lm"]["use"]:
@@ -85,8 +89,8 @@ def main():
               f"s; kept epoch {kept.epoch}: loss {kept.loss:.4f}, train accuracy {kept.accuracy:.4f}"
               + (f", validation accuracy {kept.held_out['val_accuracy']:.4f}" if best else ""))
 
-    with epoch_log(EPOCHS) as live:
-        fit(task, CHECKPOINT, made_for, publish, params["weight_average"], live)
+    with epoch_log(EPOCHS) if group is None or group.main else contextlib.nullcontext() as live:
+        fit(task, CHECKPOINT, made_for, publish, params["weight_average"], live, group)
 
 
 def read_unlabelled(words, params):
@@ -128,4 +132,4 @@ def epoch_log(folder):
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, lock=not distributed.launched())  # the processes of a run: their launcher holds the lock

@@ -43,9 +43,9 @@ def pytest_configure(config):
 
 # The other test files, slowest first (TESTING.md has what each takes).
 SLOWEST_FIRST = ["test_benchmarks.py", "test_gpu_recipe.py", "test_pipeline.py", "test_stages.py",
-                 "test_experiments.py", "test_reproducible.py", "test_checkpoint.py", "test_lm.py",
-                 "test_compat.py", "test_fuzz.py", "test_backends.py", "test_dvc_yaml.py", "test_model_files.py",
-                 "test_baseline.py"]
+                 "test_experiments.py", "test_distributed.py", "test_reproducible.py", "test_checkpoint.py",
+                 "test_lm.py", "test_compat.py", "test_fuzz.py", "test_backends.py", "test_dvc_yaml.py",
+                 "test_model_files.py", "test_baseline.py"]
 
 
 def pytest_collection_modifyitems(items):

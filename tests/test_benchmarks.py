@@ -35,7 +35,8 @@ def test_quick_benchmark_runs_every_measure(tmp_path):
     assert [m for m in measures if "--force -s" in m] == [f"`dvc repro --force -s {s}`" for s in stages]
     for name in ("`prepare` of the whole archive", "`evaluate` of the whole test split",
                  "default `dvc repro` on torch, from a fresh clone", "… all stages forced, one after the other",
-                 "`dvc repro` when nothing changed"):
+                 "`dvc repro` when nothing changed",
+                 "`train`, one epoch, as a stage process: 2 processes (gloo, a thread each) ÷ 1 (2 threads)"):
         assert name in measures, done.stdout
     fresh = next(row for row in rows if "from a fresh clone" in row).split("|")[2].split()
     assert fresh[2:4] == ["its", "`train`"] and 0 < float(fresh[4]) < float(fresh[0]) and float(fresh[7]) > 0, fresh

@@ -273,8 +273,8 @@ def test_an_lm_stopped_within_an_epoch_resumes_from_its_last_checkpoint_as_if_ne
         task.checkpoint_steps = 2  # of the 3 (4 in lanes) steps an epoch
         inputs = task.inputs
 
-        def stopped_at(epoch, batches, start):  # Ctrl-C as step `stop_at` is about to start
-            for step_inputs in inputs(epoch, batches, start):
+        def stopped_at(epoch, batches, start, part):  # Ctrl-C as step `stop_at` is about to start
+            for step_inputs in inputs(epoch, batches, start, part):
                 started.append(task.net.carried is None)
                 if len(started) == stop_at:
                     raise KeyboardInterrupt

@@ -240,8 +240,8 @@ def test_the_task_takes_the_seeded_batch_order_and_each_epochs_own_unlabelled_ba
     assert [b.tolist() for b in batches] == [b.tolist() for b in batch_order(lengths(ids), 4, np.random.default_rng(0),
                                                                              by_length=True)]
     pairs = unlabelled_batches(unlabelled, 3, 4, np.random.default_rng([4, 3, 2]), True, 4)
-    for (tensors, predictions), batch, pair in zip(task.inputs(2, batches, 1), batches[1:], list(pairs)[1:],
-                                                   strict=True):
+    inputs = task.inputs(2, batches, 1, lambda rows: rows)
+    for (tensors, predictions), batch, pair in zip(inputs, batches[1:], list(pairs)[1:], strict=True):
         assert predictions == len(batch) and len(tensors) == 4
         np.testing.assert_array_equal(tlx.convert_to_numpy(tensors[0]), ids[batch][:, 2:])
         for tensor, array in zip(tensors[2:], pair):

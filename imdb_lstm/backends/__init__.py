@@ -26,6 +26,12 @@ Each module defines:
                               give each of a tlx optimizer's weights its own learning rate from its next step
                               on (schedules, layer-wise rates; None where the optimizer holds one fixed rate)
   rng_state(), set_rng_state(arrays)   the generator dropout draws from, as arrays (None: cannot be saved)
+  start_process_group(comm)   join the process group torchrun's environment names, over `comm` (gloo or nccl),
+                              so that each optimizer step first sums the processes' gradients, each times its
+                              weight; returns (rank, processes) (None: one process only; imdb_lstm/distributed.py)
+  set_gradient_weight(weight), all_sum(array)
+                              what this process's gradients count in the next step's sum; a numpy array summed
+                              over the processes
 """
 import importlib
 import importlib.util
@@ -36,7 +42,7 @@ NAMES = ("torch", "paddle", "tensorflow", "mindspore")
 INTERFACE = ("PACKAGE", "REQUIREMENTS", "KERNELS", "CROSS_CPU_FLAG", "before_import", "after_import",
              "pin_after_import", "has_gpu", "use_device", "deterministic", "set_trainable", "no_grad",
              "detach", "adversarial_objective", "optimizer_state", "load_optimizer_state", "mixed_precision",
-             "set_rates", "rng_state", "set_rng_state")
+             "set_rates", "rng_state", "set_rng_state", "start_process_group", "set_gradient_weight", "all_sum")
 
 
 def get(name):
@@ -57,6 +63,11 @@ def trains_adversarially(name):
 def schedules_rates(name):
     """Whether backend `name` has set_rates (params.py checks this before any work)."""
     return module(name).set_rates is not None
+
+
+def trains_in_processes(name):
+    """Whether backend `name` has start_process_group (params.py checks this before any work)."""
+    return module(name).start_process_group is not None
 
 
 def installed():

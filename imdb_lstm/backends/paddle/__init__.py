@@ -120,6 +120,7 @@ def load_optimizer_state(tlx, optimizer, weights, state):
 
 
 mixed_precision = None  # tlx's layers here are not checked in half precision: full precision everywhere
+start_process_group = set_gradient_weight = all_sum = None  # one process: the process groups of torchrun are torch's
 
 
 def set_rates(tlx, optimizer, weights, rates):

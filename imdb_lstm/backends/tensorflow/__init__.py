@@ -94,6 +94,7 @@ def load_optimizer_state(tlx, optimizer, weights, state):
 
 
 mixed_precision = None  # tlx's layers here are not checked in half precision: full precision everywhere
+start_process_group = set_gradient_weight = all_sum = None  # one process: the process groups of torchrun are torch's
 
 
 set_rates = None  # tlx's optimizer holds one learning rate, fixed when it is made

@@ -4,6 +4,7 @@ import os
 
 from imdb_lstm.backends import framework_optimizer, take_a_zero_step
 from imdb_lstm.backends.torch import fixes
+from imdb_lstm.errors import LostProcess
 
 PACKAGE, REQUIREMENTS = "torch", "requirements.txt"
 
@@ -35,7 +36,8 @@ def after_import(tlx):
 
 
 def pin_after_import():
-    _torch().set_num_threads(THREADS)
+    # torchrun's processes on one machine (LOCAL_WORLD_SIZE) share the threads: one count for a given count of them
+    _torch().set_num_threads(max(1, THREADS // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
 
 
 def has_gpu():
@@ -111,6 +113,49 @@ def set_rates(tlx, optimizer, weights, rates):
         real.param_groups = [{**settings, "params": [weight]} for weight in weights]
     for group, rate in zip(real.param_groups, rates):
         group["lr"] = rate
+
+
+_gradient_weight = 1.0
+
+
+def start_process_group(comm):
+    torch = _torch()
+    distributed = importlib.import_module("torch.distributed")
+    if _on_gpu:  # a GPU per process, numbered as the processes on the machine
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    distributed.init_process_group(comm)
+    # every optimizer of this process, torch's own inside tlx's, sums the processes' gradients before it steps
+    importlib.import_module("torch.optim.optimizer").register_optimizer_step_pre_hook(_sum_gradients)
+    return distributed.get_rank(), distributed.get_world_size()
+
+
+def _sum_gradients(optimizer, args, kwargs):
+    gradients = [w.grad for group in optimizer.param_groups for w in group["params"] if w.grad is not None]
+    flat = _torch().cat([g.reshape(-1) for g in gradients]) * _gradient_weight  # one message a step, not one a weight
+    _all_reduce(flat)
+    start = 0
+    for gradient in gradients:
+        gradient.copy_(flat[start:start + gradient.numel()].view_as(gradient))
+        start += gradient.numel()
+
+
+def set_gradient_weight(weight):
+    global _gradient_weight
+    _gradient_weight = weight
+
+
+def all_sum(array):
+    torch = _torch()
+    tensor = torch.tensor(array, device="cuda" if _on_gpu else "cpu")
+    _all_reduce(tensor)
+    return tensor.cpu().numpy()
+
+
+def _all_reduce(tensor):
+    try:
+        _torch().distributed.all_reduce(tensor)
+    except RuntimeError as error:  # gloo's "Connection closed by peer", NCCL's errors: another process ended
+        raise LostProcess from error
 
 
 def rng_state():
