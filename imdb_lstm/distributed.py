@@ -25,8 +25,10 @@ from imdb_lstm.errors import INTERRUPTED, LOST_PROCESS, PipelineError
 
 
 def wanted(params):
-    """Whether params ask for more than one process and this is not one of them already."""
-    return params["distributed"]["processes"] > 1 and not launched()
+    """Whether params (distributed.processes > 1) or torchrun's PET_NNODES (several machines, "N" or "MIN:MAX")
+    ask for more than one process, and this is not one of them already."""
+    machines = os.environ.get("PET_NNODES", "1").split(":")[-1]
+    return (params["distributed"]["processes"] > 1 or machines != "1") and not launched()
 
 
 def launched():
@@ -50,7 +52,7 @@ def launch(module, processes):
         others = ",".join(f"{rank}:3" for rank in range(1, processes))  # 3: stdout and stderr to the log
         argv = ["--nproc-per-node", str(processes), "--max-restarts", "0", "--monitor-interval", "0.2",
                 "--log-dir", logs, *(["--redirects", others] if others else []),
-                *([] if os.environ.get("PET_NNODES") else ["--standalone"]), "-m", module]
+                *([] if "PET_NNODES" in os.environ else ["--standalone"]), "-m", module]
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for several processes, set quietly
         try:
             run.run(run.parse_args(argv))
@@ -62,14 +64,19 @@ def launch(module, processes):
             failures = sorted(error.failures.items(), key=lambda item: (
                 item[1].exitcode in (LOST_PROCESS, -signal.SIGTERM), item[1].timestamp, item[0]))
             rank, failure = failures[0]
-            if failure.local_rank == 0 and failure.exitcode > 0:  # process 0 has printed its error line
+            if failure.local_rank == 0 and failure.exitcode not in (LOST_PROCESS, INTERRUPTED) and \
+                    failure.exitcode > 0:  # process 0 has printed its error line
                 sys.exit(failure.exitcode)
-            raise PipelineError(_failure(rank, processes, failure, Path(logs))) from None
+            machines = os.environ.get("PET_NNODES", "1")
+            raise PipelineError(_failure(f"process {rank}" + (f" of {processes}" if machines == "1" else ""), failure,
+                                         Path(logs))) from None
 
 
-def _failure(rank, processes, failure, logs):
-    """What went wrong in the process of global `rank`: its own error line from its log, or how it ended."""
-    where = f"process {rank} of {processes}"
+def _failure(where, failure, logs):
+    """What went wrong in the process `where` names: its own error line from its log, or how it ended."""
+    if failure.exitcode == LOST_PROCESS:  # the one that ended first is on another machine
+        return f"{where} lost another process of the run, on another machine (its log there says why): rerun " \
+               "to go on from the last checkpoint"
     if failure.exitcode == INTERRUPTED:
         return f"{where} was interrupted; the others were stopped: rerun to go on from the last checkpoint"
     if failure.exitcode < 0:
@@ -118,6 +125,26 @@ class Group:
         size = int(self.sum([data.size])[0])
         data = np.pad(data, (0, size - data.size)) if not self.main else data
         return json.loads(self.sum(data).astype(np.uint8).tobytes())
+
+    def gather(self, arrays):
+        """Each of `arrays` (numpy, the same shapes in every process) stacked over the processes, a row each."""
+        return [backend.all_sum(np.stack([array if rank == self.rank else np.zeros_like(array)
+                                          for rank in range(self.size)])) for array in arrays]
+
+    def draw_apart(self, seed):
+        """Give this process a random generator of its own (dropout draws from it), after the weights are made
+        the same in every process from `seed`."""
+        backend.seed(int(np.random.SeedSequence([seed, self.rank]).generate_state(1)[0]))
+
+    def checkpoint_from_main(self, saved):
+        """Process 0's checkpoint, (state, {name: [arrays]}) or None, in every process; the others pass None."""
+        layout = self.from_main(saved and [saved[0], {name: [[array.dtype.str, array.shape] for array in arrays]
+                                                      for name, arrays in saved[1].items()}])
+        if layout is None:
+            return None
+        state, kinds = layout
+        return state, {name: [backend.all_sum(saved[1][name][i] if self.main else np.zeros(shape, dtype))
+                              for i, (dtype, shape) in enumerate(arrays)] for name, arrays in kinds.items()}
 
 
 def join(comm):

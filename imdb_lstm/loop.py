@@ -138,11 +138,13 @@ def fit(task, folder, made_for, publish, average_decay=0.0, live=None, group=Non
     this is one of its processes; only process 0 saves, publishes and logs to `live`."""
     tlx, net, start = backend.tlx(), task.net, time.perf_counter()
     main = group is None or group.main
+    if group:  # each process's dropout generator is in the checkpoint: it is for this many processes only
+        made_for = f"{made_for} in {group.size} processes"
     if task.uses_dropout and backend.rng_state() is None:
         log_line(f"no checkpoints: {backend.name()} cannot save dropout's random generator, so a stopped run "
                  "starts again from epoch 1")
         folder = None
-    state, arrays = _resume(task, net, folder, made_for)
+    state, arrays = _resume(task, net, folder, made_for, group)
     save_in = folder if main else None
     average = WeightAverage(tlx, net, average_decay, *([state.average_total, arrays["average"]] if arrays else [])) \
         if average_decay else None
@@ -161,7 +163,7 @@ def fit(task, folder, made_for, publish, average_decay=0.0, live=None, group=Non
         with bar(total=sum(map(task.size, batches)), initial=sum(map(task.size, batches[:state.done])), desc=desc,
                  unit=task.unit) as progress:
             _take_steps(task, step, batches, state, average, progress,
-                        lambda: _save(save_in, made_for, state, net, step, best_weights, average), group)
+                        lambda: _save(save_in, made_for, state, net, step, best_weights, average, group), group)
         totals = state.totals
         record = Record(epoch, round(totals.loss / totals.count, 6), round(totals.correct / totals.count, 6))
         net.set_eval()
@@ -178,7 +180,8 @@ def fit(task, folder, made_for, publish, average_decay=0.0, live=None, group=Non
         state.epoch, state.done, state.order, state.totals = epoch + 1, 0, rng.bit_generator.state, Totals()
         if not stopped and (epoch < task.epochs or task.keep_last_checkpoint):
             # a new phase's step starts with a fresh optimizer: no state to keep for it
-            _save(save_in, made_for, state, net, None if task.new_phase(epoch + 1) else step, best_weights, average)
+            _save(save_in, made_for, state, net, None if task.new_phase(epoch + 1) else step, best_weights, average,
+                  group)
         _log_epoch(live, record)
         log_line(f"{desc}: loss {record.loss:.4f}, accuracy {record.accuracy:.4f}"
                  + task.describe_scores(record.held_out)
@@ -235,24 +238,31 @@ def _whole(rows):
     return rows
 
 
-def _resume(task, net, folder, made_for):
+def _resume(task, net, folder, made_for, group):
     """(the State to go on from, the checkpoint's arrays or None): a fresh start without a checkpoint made
-    for `made_for`, or with one of a run as long as this one or longer (so `dvc repro --force` trains again)."""
+    for `made_for`, or with one of a run as long as this one or longer (so `dvc repro --force` trains again).
+    With `group`, process 0's checkpoint in every process: the others' machines may hold none."""
     fresh = State(order=np.random.default_rng(task.seed).bit_generator.state), None
-    saved = load_checkpoint(made_for, folder) if folder else None
+    saved = load_checkpoint(made_for, folder) if folder and (group is None or group.main) else None
+    if group:
+        saved = group.checkpoint_from_main(saved)
     if not saved or saved[0]["epoch"] > task.epochs:
         return fresh
     state, arrays = State.from_json({k: v for k, v in saved[0].items() if k not in ("fingerprint", "optimizer")}), \
         {**saved[1], "optimizer_names": saved[0]["optimizer"]}
     backend.tlx().files.assign_weights(arrays["weights"], net)
-    backend.set_rng_state(arrays["rng"])
+    backend.set_rng_state([rows[group.rank] for rows in arrays["rng"]] if group else arrays["rng"])
     where = f"epoch {state.epoch} after {state.done} of its steps" if state.done else f"after epoch {state.epoch - 1}"
     log_line(f"{task.name}: resuming {where}, from the checkpoint in {folder}")
     return state, arrays
 
 
-def _save(folder, made_for, state, net, step, best_weights, average):
-    """The checkpoint of `state`; the optimizer's too unless `step` is None."""
+def _save(folder, made_for, state, net, step, best_weights, average, group):
+    """The checkpoint of `state`; the optimizer's too unless `step` is None. With `group` every process calls
+    it (it gathers their dropout generators, a row each) and process 0 writes it."""
+    rng = backend.rng_state() or []
+    if group:
+        rng = group.gather(rng)
     if folder is None:
         return
     tlx = backend.tlx()
@@ -260,7 +270,7 @@ def _save(folder, made_for, state, net, step, best_weights, average):
     optimizer = backend.optimizer_state(step) if step else {}
     save_checkpoint({"fingerprint": made_for, **state.to_json(), "optimizer": list(optimizer)},
                     {"weights": [tlx.convert_to_numpy(w) for w in net.all_weights],
-                     "optimizer": list(optimizer.values()), "rng": backend.rng_state() or [],
+                     "optimizer": list(optimizer.values()), "rng": rng,
                      "best_weights": best_weights or [], "average": average.values if average else []}, folder)
 
 

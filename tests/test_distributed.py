@@ -2,6 +2,7 @@
 one error line for a lost process, a checkpoint to go on from, and `dvc exp run -S distributed.processes=2`."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,22 +40,14 @@ def assert_close(one, other):
         np.testing.assert_allclose(b, a, rtol=0, atol=TOLERANCE)
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    """(a repository whose train ran in 2 processes with TINY params, its model's weights)."""
-    repo = prepared_repo(tmp_path_factory.mktemp("two"))
-    run(repo, "train", 2)
-    return repo, weights(repo.path / "data/model/weights.npz")
-
-
-def test_train_in_two_processes_gives_the_one_process_model(two_processes, tmp_path):
-    repo, two = two_processes
-    one = prepared_repo(tmp_path)
+def test_train_in_two_processes_gives_the_one_process_model(tmp_path):
+    one, two = (prepared_repo(tmp_path / str(processes)) for processes in (1, 2))
     run(one, "train", 1)
-    assert_close(weights(one.path / "data/model/weights.npz"), two)
+    run(two, "train", 2)
+    assert_close(*(weights(repo.path / "data/model/weights.npz") for repo in (one, two)))
     # and not by chance: the model moved well past the tolerance from where it started
-    assert max(np.abs(w).max() for w in two) > 0.5
-    one_figures, two_figures = one.json("metrics/train.json"), repo.json("metrics/train.json")
+    assert max(np.abs(w).max() for w in weights(two.path / "data/model/weights.npz")) > 0.5
+    one_figures, two_figures = one.json("metrics/train.json"), two.json("metrics/train.json")
     assert abs(one_figures.pop("loss") - two_figures.pop("loss")) < TOLERANCE
     assert one_figures == two_figures  # the accuracy counted over both processes' reviews
 
@@ -69,9 +62,12 @@ def test_the_lm_in_two_processes_gives_the_one_process_lm(tmp_path):
     assert abs(repos[1].json("metrics/lm.json")["perplexity"] - repos[2].json("metrics/lm.json")["perplexity"]) < 1e-3
 
 
-def test_a_killed_process_ends_the_run_with_one_error_line_and_the_run_goes_on_from_its_checkpoint(
-        two_processes, tmp_path):
-    repo = prepared_repo(tmp_path)
+def test_a_killed_process_ends_the_run_with_one_error_line_and_the_run_goes_on_from_its_checkpoint(tmp_path):
+    """With dropout, whose generators (one per process) the checkpoint keeps: the bytes of an uninterrupted run."""
+    uninterrupted, repo = (prepared_repo(tmp_path / name) for name in ("uninterrupted", "killed"))
+    for each in (uninterrupted, repo):
+        set_params(each.path / "params.yaml", {"model": {"dropout": 0.3}})
+    run(uninterrupted, "train", 2)
     set_params(repo.path / "params.yaml", {**UNEVEN, "distributed": {"processes": 2}})
     launcher = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, env=repo.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -83,16 +79,64 @@ def test_a_killed_process_ends_the_run_with_one_error_line_and_the_run_goes_on_f
             break
     logged += launcher.stderr.read()
     assert launcher.wait(timeout=120) == 1
-    errors = [line for line in logged.splitlines() if line.startswith("error:")]
-    assert errors == ["error: process 1 of 2 was killed (SIGKILL); the others were stopped: rerun to go on from "
-                      "the last checkpoint"]
+    assert errors(logged) == ["error: process 1 of 2 was killed (SIGKILL); the others were stopped: rerun to go on "
+                              "from the last checkpoint"]
     assert not (repo.path / "data/model").exists() and not (repo.path / "metrics/train.json").exists()
     assert (repo.path / ".checkpoints/train/state.json").is_file()
     resumed = run(repo, "train", 2)
     assert "train: resuming after epoch" in resumed.stderr
-    _, uninterrupted = two_processes
-    for a, b in zip(weights(repo.path / "data/model/weights.npz"), uninterrupted, strict=True):
+    for a, b in zip(*(weights(each.path / "data/model/weights.npz") for each in (repo, uninterrupted)), strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def errors(logged):
+    return [line for line in logged.splitlines() if line.startswith("error:")]
+
+
+def test_two_machines_go_on_from_the_checkpoint_of_process_0s_machine(tmp_path):
+    """Two "machines" (folders, a process each) joined by torchrun's settings. The second's process is killed:
+    each machine says what it saw in one line; the rerun goes on, on the second machine too, from the first's
+    checkpoint (the second has none); the second writes nothing."""
+    first, second = (prepared_repo(tmp_path / name) for name in ("first", "second"))
+    for repo in (first, second):
+        set_params(repo.path / "params.yaml", UNEVEN)
+    runs = start_machines([first, second])
+    for line in runs[0].stderr:
+        if line.startswith("epoch 2/"):
+            kill_process(runs[1].pid, local_rank=0)
+            break
+    said = finish(runs)
+    assert [run.returncode for run in runs] == [1, 1], said
+    assert errors(said[0]) == ["error: process 0 lost another process of the run, on another machine (its log there "
+                               "says why): rerun to go on from the last checkpoint"]
+    assert errors(said[1]) == ["error: process 1 was killed (SIGKILL); the others were stopped: rerun to go on from "
+                               "the last checkpoint"]
+    assert (first.path / ".checkpoints/train/state.json").is_file() and not (second.path / ".checkpoints").exists()
+    runs = start_machines([first, second])
+    said = finish(runs)
+    assert [run.returncode for run in runs] == [0, 0], said
+    assert "train: resuming after epoch" in said[1]
+    assert (first.path / "data/model/weights.npz").is_file() and not (second.path / "data/model").exists()
+
+
+def start_machines(repos):
+    """`python -m stages.train` in each repo, as the machine of that rank in a run across len(repos) machines."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    machines = {"PET_NNODES": str(len(repos)), "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)}
+    return [subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=repo.path, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**repo.env, **machines, "PET_NODE_RANK": str(rank)})
+            for rank, repo in enumerate(repos)]
+
+
+def finish(runs):
+    """What each run said on stderr (from where it was read to), once all have ended."""
+    try:
+        return [run.communicate(timeout=120)[1] for run in runs]
+    finally:  # a run that waits for the other forever (gloo's own limit is 30 minutes)
+        for run in runs:
+            run.kill()
 
 
 def kill_process(launcher, local_rank):
@@ -140,9 +184,9 @@ def test_a_failed_process_is_named_with_its_own_error_line(tmp_path):
     log = tmp_path / "run" / "attempt_0" / "1" / "stderr.log"
     log.parent.mkdir(parents=True)
     log.write_text("Using PyTorch backend.\nerror: the training loss became nan: lower lr in params.yaml\n")
-    said = _failure(3, 4, ProcessFailure(local_rank=1, pid=1, exitcode=1, error_file=""), tmp_path)
+    said = _failure("process 3 of 4", ProcessFailure(local_rank=1, pid=1, exitcode=1, error_file=""), tmp_path)
     assert said == "process 3 of 4: the training loss became nan: lower lr in params.yaml"
-    said = _failure(1, 2, ProcessFailure(local_rank=1, pid=1, exitcode=130, error_file=""), tmp_path)
-    assert said.startswith("process 1 of 2 was interrupted")
-    said = _failure(1, 2, ProcessFailure(local_rank=2, pid=1, exitcode=3, error_file=""), tmp_path)
-    assert said == "process 1 of 2 ended with exit status 3; the others were stopped"
+    said = _failure("process 1", ProcessFailure(local_rank=1, pid=1, exitcode=130, error_file=""), tmp_path)
+    assert said.startswith("process 1 was interrupted")
+    said = _failure("process 1", ProcessFailure(local_rank=2, pid=1, exitcode=3, error_file=""), tmp_path)
+    assert said == "process 1 ended with exit status 3; the others were stopped"
