@@ -69,6 +69,8 @@ def test_the_committed_params_are_valid():
     ("pretrain.use", 1, "'pretrain.use' is 1; it must be true or false"),
     ("pretrain.frozen_epochs", -1, "'pretrain.frozen_epochs' is -1"),
     ("pretrain.fine_tune_lr", 2, "'pretrain.fine_tune_lr' is 2.0; it must be a number above 0 and at most 1"),
+    ("distributed.processes", 0, "'distributed.processes' is 0; it must be an integer from 1 to 1024"),
+    ("distributed.comm", "mpi", "'distributed.comm' is 'mpi'; it must be one of gloo, nccl"),
     ("epochs", DELETE, "missing key 'epochs'"),
     ("model.embedding_dim", DELETE, "missing key 'model.embedding_dim'"),
 ])
@@ -147,6 +149,14 @@ def test_numbers_are_read_as_users_write_them(tmp_path, text, value):
      "lm.schedule to constant"),
     ({"lm.output_words": 30000, "lm.use": True}, "'lm.output_words' 30000 is more than the 20002 word ids of "
      "'data.vocab_size' 20000: lower it, or raise the vocabulary"),
+    ({"backend": "paddle", "distributed.processes": 2}, "'distributed.processes' 2 needs torchrun's process group, "
+     "which backend paddle cannot join: use backend torch, or set distributed.processes to 1"),
+    ({"distributed.processes": 2, "distributed.comm": "nccl"}, "'distributed.comm' nccl joins processes on GPUs, "
+     "and 'device' is cpu: set distributed.comm to gloo, or device to gpu"),
+    ({"batch_size": 3, "distributed.processes": 4}, "'batch_size' 3 cannot be shared by 'distributed.processes' 4: "
+     "raise batch_size to 4 or more, or lower distributed.processes"),
+    ({"lm.use": True, "lm.batch_size": 2, "distributed.processes": 3}, "'lm.batch_size' 2 cannot be shared by "
+     "'distributed.processes' 3: raise lm.batch_size to 3 or more, or lower distributed.processes"),
 ])
 def test_rules_across_keys_are_checked(tmp_path, changes, expected):
     params = DEFAULTS

@@ -4,7 +4,7 @@ import os
 
 from imdb_lstm.backends import framework_optimizer, take_a_zero_step
 from imdb_lstm.backends.torch import fixes
-from imdb_lstm.errors import LostProcess
+from imdb_lstm.errors import LostProcess, PipelineError
 
 PACKAGE, REQUIREMENTS = "torch", "requirements.txt"
 
@@ -122,6 +122,10 @@ def start_process_group(comm):
     torch = _torch()
     distributed = importlib.import_module("torch.distributed")
     if _on_gpu:  # a GPU per process, numbered as the processes on the machine
+        processes, gpus = int(os.environ["LOCAL_WORLD_SIZE"]), torch.cuda.device_count()
+        if processes > gpus:
+            raise PipelineError(f"{processes} processes on a GPU each, and this machine has {gpus}: lower "
+                                "distributed.processes, or use device cpu and distributed.comm gloo")
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     distributed.init_process_group(comm)
     # every optimizer of this process, torch's own inside tlx's, sums the processes' gradients before it steps
