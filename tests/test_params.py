@@ -243,3 +243,16 @@ def test_each_committed_record_has_a_params_file_of_todays_keys(record):
     must be accepted, with every key params.yaml has (new keys go into the records with their defaults)."""
     params = load_params(ROOT / "records" / record / "params.yaml")
     assert _keys(params) == _keys(load_params(ROOT / "params.yaml"))
+
+
+def test_each_process_needs_a_row_of_every_batch_and_only_the_batches_of_stages_that_run(tmp_path):
+    def processes_with(changes):
+        params = DEFAULTS
+        for key, value in changes.items():
+            params = with_change(key, value, params)
+        return load_params(write(tmp_path, params))["distributed"]["processes"]
+
+    assert processes_with({"batch_size": 4, "distributed.processes": 4}) == 4  # a row each
+    assert processes_with({"lm.batch_size": 2, "distributed.processes": 3}) == 3  # lm.use false: no LM batches
+    with pytest.raises(PipelineError, match="'batch_size' 1 cannot be shared by 'distributed.processes' 2"):
+        processes_with({"batch_size": 1, "distributed.processes": 2})
