@@ -132,8 +132,8 @@ class Group:
                                           for rank in range(self.size)])) for array in arrays]
 
     def draw_apart(self, seed):
-        """Give this process a random generator of its own (dropout draws from it), after the weights are made
-        the same in every process from `seed`."""
+        """Give this process a random generator of its own (dropout draws from it), from `seed` and its rank;
+        called once the weights are made, the same in every process."""
         backend.seed(int(np.random.SeedSequence([seed, self.rank]).generate_state(1)[0]))
 
     def checkpoint_from_main(self, saved):

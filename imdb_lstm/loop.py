@@ -140,6 +140,7 @@ def fit(task, folder, made_for, publish, average_decay=0.0, live=None, group=Non
     main = group is None or group.main
     if group:  # each process's dropout generator is in the checkpoint: it is for this many processes only
         made_for = f"{made_for} in {group.size} processes"
+        group.draw_apart(task.seed)
     if task.uses_dropout and backend.rng_state() is None:
         log_line(f"no checkpoints: {backend.name()} cannot save dropout's random generator, so a stopped run "
                  "starts again from epoch 1")

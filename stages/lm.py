@@ -82,8 +82,6 @@ def main():
         print(f"lm: {lm['epochs']} epochs over {next_words.size} words on {backend.version()} in "
               f"{time.perf_counter() - start:.0f} s; held-out perplexity {last.held_out['perplexity']:.2f}")
 
-    if group:
-        group.draw_apart(params["seed"])
     fit(task, CHECKPOINT, fingerprint(params, [ARCHIVE, VECTORS, Path(__file__)], backend.version()), publish,
         group=group)
 

@@ -89,8 +89,6 @@ def main():
               f"s; kept epoch {kept.epoch}: loss {kept.loss:.4f}, train accuracy {kept.accuracy:.4f}"
               + (f", validation accuracy {kept.held_out['val_accuracy']:.4f}" if best else ""))
 
-    if group:
-        group.draw_apart(params["seed"])
     with epoch_log(EPOCHS) if group is None or group.main else contextlib.nullcontext() as live:
         fit(task, CHECKPOINT, made_for, publish, params["weight_average"], live, group)
 
