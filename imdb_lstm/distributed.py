@@ -25,10 +25,14 @@ from imdb_lstm.errors import INTERRUPTED, LOST_PROCESS, PipelineError
 
 
 def wanted(params):
-    """Whether params (distributed.processes > 1) or torchrun's PET_NNODES (several machines, "N" or "MIN:MAX")
-    ask for more than one process, and this is not one of them already."""
-    machines = os.environ.get("PET_NNODES", "1").split(":")[-1]
-    return (params["distributed"]["processes"] > 1 or machines != "1") and not launched()
+    """Whether params (distributed.processes > 1) or torchrun's settings (several machines) ask for more than
+    one process, and this is not one of them already."""
+    return (params["distributed"]["processes"] > 1 or _several_machines()) and not launched()
+
+
+def _several_machines():
+    """Whether torchrun's PET_NNODES ("N" or "MIN:MAX") allows more than one machine."""
+    return os.environ.get("PET_NNODES", "1").split(":")[-1] != "1"
 
 
 def launched():
@@ -60,16 +64,16 @@ def launch(module, processes):
             raise KeyboardInterrupt from None
         except ChildFailedError as error:
             # the first to fail, not one that ended because another had (LOST_PROCESS) or that torchrun stopped
-            # then (SIGTERM); the failures' timestamps are whole seconds
+            # then (SIGTERM: killed by it, or INTERRUPTED where the stage's handler ran); the failures' timestamps
+            # are whole seconds
             failures = sorted(error.failures.items(), key=lambda item: (
-                item[1].exitcode in (LOST_PROCESS, -signal.SIGTERM), item[1].timestamp, item[0]))
+                item[1].exitcode in (LOST_PROCESS, INTERRUPTED, -signal.SIGTERM), item[1].timestamp, item[0]))
             rank, failure = failures[0]
             if failure.local_rank == 0 and failure.exitcode not in (LOST_PROCESS, INTERRUPTED) and \
                     failure.exitcode > 0:  # process 0 has printed its error line
                 sys.exit(failure.exitcode)
-            machines = os.environ.get("PET_NNODES", "1")
-            raise PipelineError(_failure(f"process {rank}" + (f" of {processes}" if machines == "1" else ""), failure,
-                                         Path(logs))) from None
+            where = f"process {rank}" + ("" if _several_machines() else f" of {processes}")
+            raise PipelineError(_failure(where, failure, Path(logs))) from None
 
 
 def _failure(where, failure, logs):
@@ -109,11 +113,10 @@ class Group:
         return np.array_split(rows, self.size)[self.rank]
 
     def share(self, count):
-        """This step's total count over the processes, given this process's; its gradients then count in
-        proportion to `count` in the sum of the step."""
+        """This process's gradients count in the step's sum in proportion to `count`, its part of the step's
+        predictions over all processes."""
         total = float(backend.all_sum(np.array([count], dtype=np.float64))[0])
         backend.set_gradient_weight(count / total)
-        return total
 
     def sum(self, numbers):
         """`numbers` summed over the processes, in float64."""
