@@ -27,7 +27,6 @@ def main():
     net = load_model(MODEL)
     ids, labels = np.load(DATA / "test_ids.npy"), np.load(DATA / "test_labels.npy")
     metrics, predicted, (fpr, tpr, thresholds) = classification_metrics(labels, predict_logits(net, ids))
-    metrics["backend"] = backend.version()
 
     keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_POINTS).round().astype(int))
     write_csv("metrics/roc.csv", ["fpr", "tpr", "threshold"],

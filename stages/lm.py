@@ -45,7 +45,7 @@ def main():
     if not lm["use"]:
         with atomic_dir(OUT) as tmp:
             (tmp / "unused.txt").write_text("lm.use is false: no language model; train starts as it would without\n")
-        write_json(METRICS, {"used": False})
+        write_json(METRICS, {})  # DVC needs the file; no figures
         print("lm: skipped (lm.use is false)")
         return
     if distributed.wanted(params):
@@ -75,7 +75,7 @@ def main():
         with atomic_dir(OUT) as tmp:
             save_lm(net, tmp, words_sha256=words_sha256(words))
         last = result.log[-1]
-        write_json(METRICS, {"used": True, "backend": backend.version(), "epochs": lm["epochs"],
+        write_json(METRICS, {"epochs": lm["epochs"],
                              "train_words": int(next_words.size), "held_out_words": int(held_next_words.size),
                              "loss": last.loss, "accuracy": last.accuracy, **last.held_out,
                              "log": [{"epoch": r.epoch, **r.figures()} for r in result.log]})

@@ -125,5 +125,7 @@ def test_the_records_stay_out_of_the_metrics_list_and_one_command_lists_them(tmp
     shown = json.loads(repo.run("dvc", "metrics", "show", "--json", *files).stdout)[""]["data"]
     assert {name: figures["data"]["accuracy"] for name, figures in shown.items()} == {
         name: json.loads((ROOT / name).read_text())["accuracy"] for name in files}
+    assert [name for name, figures in shown.items() if any(type(v) not in (int, float)
+                                                          for v in figures["data"].values())] == [], "numbers only"
     columns = repo.run("dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
     assert "backend" in columns and not [column for column in columns if "records/" in column]

@@ -70,13 +70,13 @@ def exp_show_nodes(repo, check=True):
 
 
 def finished_experiments(repo):
-    """{params epochs: metrics epochs} of every run `dvc exp show --json` lists with metrics."""
+    """{params epochs: epochs dvclive logged} of every run `dvc exp show --json` lists with metrics."""
     found = {}
     for node in exp_show_nodes(repo):
         data = node.get("data")
         if isinstance(data, dict) and data.get("metrics") and data.get("rev") != "workspace":
             params = data["params"]["params.yaml"]["data"]
-            found[params["epochs"]] = data["metrics"]["metrics/train.json"]["data"]["epochs"]
+            found[params["epochs"]] = data["metrics"]["metrics/epochs/metrics.json"]["data"]["step"]
     return found
 
 

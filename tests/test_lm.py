@@ -25,7 +25,7 @@ def test_the_lm_reads_the_training_and_unlabelled_reviews_only_and_scores_held_o
     # 1 to 8 words over. The test split's thousands of words are not among them.
     assert 2 <= words["train"] - metrics["train_words"] - metrics["held_out_words"] <= 16
     assert words["test"] > 1000
-    assert metrics["held_out_words"] > 0 and metrics["used"] is True
+    assert metrics["held_out_words"] > 0 and metrics["epochs"] == 2
     perplexities = [epoch["perplexity"] for epoch in metrics["log"]]
     # better than a uniform guess over the 20 classes, and better after the second epoch than the first
     assert perplexities[-1] == metrics["perplexity"] < perplexities[0] < 20
@@ -41,7 +41,7 @@ def test_with_lm_use_false_the_stage_loads_no_backend_and_train_starts_as_before
     repo = prepared_repo(tmp_path)
     lm = repo.run("dvc", "repro", "lm")
     assert "Using PyTorch backend" not in lm.stderr and "lm: skipped (lm.use is false)" in lm.stdout
-    assert repo.json("metrics/lm.json") == {"used": False}
+    assert repo.json("metrics/lm.json") == {}
     assert [p.name for p in (repo.path / "data/lm").iterdir()] == ["unused.txt"]
 
 
@@ -95,7 +95,7 @@ def test_the_lm_of_one_backend_starts_the_classifier_on_another(tmp_path, lm_bac
     set_params(repo.path / "params.yaml", {"backend": train_backend})
     repo.run("dvc", "repro", "prepare", "pretrain")
     repo.run("python", "-m", "stages.train")  # not through dvc: the LM stage would rerun on the new backend
-    assert repo.json("metrics/lm.json")["backend"].startswith(lm_backend)
+    assert repo.json("data/lm/lm.json")["trained_on"].startswith(lm_backend)
     with np.load(repo.path / "data/lm/weights.npz") as lm, np.load(repo.path / "data/model/weights.npz") as model:
         lm_weights = [lm[str(i)] for i in range(len(lm.files))]
         model_weights = [model[str(i)] for i in range(len(model.files))]

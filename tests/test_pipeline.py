@@ -51,6 +51,11 @@ def test_repro_writes_every_output(trained, backend):
     for stage in ("fetch", "prepare", "train", "evaluate", "baseline", "report"):
         assert f"Running stage '{stage}'" in repo.first_run.stdout
     assert repo.json("metrics/baseline.json")["accuracy"] > 0.75
+    shown = json.loads(repo.run("dvc", "metrics", "show", "--json").stdout)[""]["data"]
+    assert {name: [key for key, value in figures["data"].items() if type(value) not in (int, float)]
+            for name, figures in shown.items()} == dict.fromkeys(shown, []), "metrics hold numbers only"
+    assert set(shown) == {"metrics/eval.json", "metrics/baseline.json", "metrics/lm.json",
+                          "metrics/epochs/metrics.json"}
     for image in ("training", "confusion", "roc"):
         assert (repo.path / f"metrics/plots/{image}.png").read_bytes().startswith(b"\x89PNG")
 
@@ -135,6 +140,6 @@ def test_experiment_reruns_only_train_and_evaluate_and_metrics_diff_shows_it(rep
     ran = {stage for stage in stages if f"Running stage '{stage}'" in experiment.stdout}
     assert ran == {"train", "evaluate", "report"}
     diff = json.loads(repo.run("dvc", "metrics", "diff", "--json").stdout)
-    assert diff["metrics/train.json"]["epochs"] == {"old": 10, "new": 12, "diff": 2}
+    assert diff["metrics/epochs/metrics.json"]["step"] == {"old": 10, "new": 12, "diff": 2}
     plots = json.loads(repo.run("dvc", "plots", "diff", "HEAD", "--json").stdout)["data"]
     assert set(plots["metrics/epochs/plots/metrics/loss.tsv"][0]["revisions"]) == {"HEAD", "workspace"}

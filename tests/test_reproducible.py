@@ -7,9 +7,12 @@ MKL's vendor paths) and other thread counts. Each setting of OTHER_CPUS makes th
 one would; with the pins of imdb_lstm/kernels.py every one must give the golden hash. Each golden hash came out
 on an AMD and an Intel CPU with the backend's flag, and holds for the pinned frameworks of the requirements files;
 they cover model.json and train.json too: a change of what those files hold changes them (rerun the
-test and commit the one hash every setting gives).
+test and commit the one hash every setting gives). eval.json enters them with the backend and its version
+beside its figures (train.json's), as write_json lays them out: a golden hash stands for the figures and the
+framework that computed them.
 """
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -91,8 +94,17 @@ def train_and_evaluate(project, backend, setting, reproducible=True):
     assert done.returncode == 0, done.stderr
     digest = hashlib.sha256()
     for name in OUTPUTS:
-        digest.update((project / name).read_bytes())
+        digest.update(covered_bytes(project, name))
     return digest.hexdigest()
+
+
+def covered_bytes(project, name):
+    """Output `name`'s bytes as the golden hashes cover them (eval.json: with train.json's backend)."""
+    if name != "metrics/eval.json":
+        return (project / name).read_bytes()
+    figures = {**json.loads((project / name).read_text()),
+               "backend": json.loads((project / "metrics/train.json").read_text())["backend"]}
+    return (json.dumps(figures, indent=2, sort_keys=True) + "\n").encode()
 
 
 def test_the_golden_hashes_are_those_of_the_backends_that_promise_other_cpus_the_same_bits():
