@@ -4,7 +4,6 @@ Each stage runs for real on the tests' small archive, with load_params wrapped t
 stage reads, and sys.modules read at the end for the project modules it imported."""
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import sys
 import pytest
 import yaml
 from conftest import ROOT
-from project import TINY, Repo, make_project, make_repo, set_params
+from project import TINY, make_project, make_repo, set_params
 
 RECORD = """
 import json, runpy, sys
@@ -131,15 +130,3 @@ def test_the_records_stay_out_of_the_metrics_list_and_one_command_lists_them(tmp
     columns = repo.run("dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
     assert "backend" in columns and not [column for column in columns if "records/" in column]
 
-
-def test_readmes_exp_show_fits_a_screen_with_the_metrics_and_the_main_params(tmp_path):
-    """In a fresh clone of this commit, with its committed metrics."""
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(tmp_path / "clone")], check=True)
-    repo = Repo(tmp_path / "clone", tmp_path)
-    command = next(line.split("#")[0] for line in (ROOT / "README.md").read_text().splitlines()
-                   if line.startswith("dvc exp show --drop"))
-    columns = repo.run(*shlex.split(command), "--csv").stdout.splitlines()[0].split(",")
-    assert len(columns) <= 40
-    assert {"metrics/eval.json:accuracy", "metrics/epochs/metrics.json:loss", "lr", "batch_size", "epochs",
-            "model.hidden_size"} <= set(columns)
-    assert not [column for column in columns if column.endswith(".py") or column.startswith(("data", "lm."))]

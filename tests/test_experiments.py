@@ -1,9 +1,11 @@
 """What DVC users reach for beyond `dvc repro`: a shared remote and the experiment queue."""
 import json
+import shlex
 import subprocess
 import time
 
 import pytest
+from conftest import ROOT
 from project import Repo, make_repo
 
 
@@ -96,6 +98,11 @@ def test_queued_experiments_run_to_completion_in_two_workers(repo):
     assert experiments.get(4) == 4 and experiments.get(6) == 6, (status, experiments)
     logs = repo.run("dvc", "queue", "logs", "epochs-6").stdout
     assert "epoch 6/6" in logs and len(logs.encode()) < 20_000, logs
+    command = next(line.split("#")[0] for line in (ROOT / "README.md").read_text().splitlines()
+                   if line.startswith("dvc exp show"))  # README's: the runs side by side on a screen
+    columns = repo.run(*shlex.split(command), "--csv").stdout.splitlines()[0].split(",")
+    assert len(columns) <= 40 and {"epochs", "metrics/eval.json:loss", "step"} <= set(columns), columns
+    assert "lr" not in columns and not [column for column in columns if column.endswith(".py")], columns
 
 
 def running_steps(repo):
