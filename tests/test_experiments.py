@@ -1,7 +1,12 @@
 """What DVC users reach for beyond `dvc repro`: a shared remote and the experiment queue."""
+import fcntl
 import json
+import os
+import re
 import shlex
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -98,11 +103,36 @@ def test_queued_experiments_run_to_completion_in_two_workers(repo):
     assert experiments.get(4) == 4 and experiments.get(6) == 6, (status, experiments)
     logs = repo.run("dvc", "queue", "logs", "epochs-6").stdout
     assert "epoch 6/6" in logs and len(logs.encode()) < 20_000, logs
-    command = next(line.split("#")[0] for line in (ROOT / "README.md").read_text().splitlines()
+    command = next(shlex.split(line.split("#")[0]) for line in (ROOT / "README.md").read_text().splitlines()
                    if line.startswith("dvc exp show"))  # README's: the runs side by side on a screen
-    columns = repo.run(*shlex.split(command), "--csv").stdout.splitlines()[0].split(",")
-    assert len(columns) <= 40 and {"epochs", "metrics/eval.json:loss", "step"} <= set(columns), columns
-    assert "lr" not in columns and not [column for column in columns if column.endswith(".py")], columns
+    columns = repo.run(*command, "--csv").stdout.splitlines()[0].split(",")
+    assert len(columns) <= 40 and {"epochs", "metrics/eval.json:loss"} <= set(columns), columns
+    assert "lr" not in columns and not [column for column in columns if "/" in column and ":" not in column]
+    shown = on_a_terminal(repo, [*command, "--no-pager"], 200)
+    header = next(line for line in shown.splitlines() if "Experiment" in line)
+    assert "metrics/eval.json:accuracy" in header and "epochs" in header and "…" not in header, header
+
+
+def on_a_terminal(repo, command, columns):
+    """What `command` shows on a terminal `columns` wide (a pseudo-terminal: dvc fits its tables to it)."""
+    terminal, process_end = os.openpty()
+    fcntl.ioctl(process_end, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    process = subprocess.Popen(command, cwd=repo.path, env=repo.env, stdin=process_end, stdout=process_end,
+                               stderr=process_end)
+    os.close(process_end)
+    shown = b""
+    while chunk := _read(terminal):
+        shown += chunk
+    os.close(terminal)
+    assert process.wait(timeout=60) == 0, shown
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode())
+
+
+def _read(terminal):
+    try:
+        return os.read(terminal, 65536)
+    except OSError:  # EIO: the process has closed the terminal
+        return b""
 
 
 def running_steps(repo):
