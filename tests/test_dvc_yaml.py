@@ -129,4 +129,3 @@ def test_the_records_stay_out_of_the_metrics_list_and_one_command_lists_them(tmp
                                                           for v in figures["data"].values())] == [], "numbers only"
     columns = repo.run("dvc", "exp", "show", "--csv").stdout.splitlines()[0].split(",")
     assert "backend" in columns and not [column for column in columns if "records/" in column]
-
