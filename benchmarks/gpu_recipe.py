@@ -126,7 +126,7 @@ def run(repo, name, command, log):
 def collect(repo, out, seed):
     """Copy what the record keeps of the run so far into `out` (per seed under seed-N/)."""
     copies = {"metrics/lm.json": "lm.json", "data/lm/lm.json": "lm-model.json", "params.yaml": "params.yaml"}
-    per_seed = {"metrics/train.json": "train.json", "metrics/eval.json": "eval.json", "metrics/epochs": "epochs",
+    per_seed = {"data/model/train.json": "train.json", "metrics/eval.json": "eval.json", "metrics/epochs": "epochs",
                 "metrics/plots": "plots", "data/model/model.json": "model.json"}
     copies.update({source: f"seed-{seed}/{name}" for source, name in per_seed.items()})
     for source, name in copies.items():
@@ -182,7 +182,8 @@ def main(argv=None):
                                           out / "logs" / f"{name}-{seed}.log")
             collect(repo, out, seed)
             (out / "stages.json").write_text(json.dumps(record, indent=2) + "\n")
-        train, scored = (json.loads((repo / "metrics" / name).read_text()) for name in ("train.json", "eval.json"))
+        train, scored = (json.loads((repo / name).read_text())
+                         for name in ("data/model/train.json", "metrics/eval.json"))
         weights = repo / "data/model/weights.npz"  # too large to bring back (a GPU model is about 90 MB): named
         record["seeds"][seed] = {key: train.get(key) for key in ("best_epoch", "val_accuracy", "val_loss")} | {
             "test_accuracy": scored["accuracy"], "model_bytes": weights.stat().st_size,

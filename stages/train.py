@@ -1,11 +1,11 @@
 """train: fit the LSTM classifier on the training split with TensorLayerX.
 
-Reads data/prepared/train_*.npy and vocab.json (and data/pretrained/vectors.npy with
-pretrain.use, data/lm/ with lm.use); writes data/model/ (model.json, weights.npz), metrics/train.json (the kept epoch's
-figures) and, through dvclive, metrics/epochs/ (each epoch's, as it ends: what `dvc exp show` and
-`dvc plots show` read). The loop (imdb_lstm/loop.py) keeps a checkpoint after each epoch: a run that was
-killed resumes after its last whole epoch, and ends as an uninterrupted run would; a finished run keeps its
-last one, so a longer run (`dvc exp run -S epochs=10` after 5) trains only the epochs it adds.
+Reads data/prepared/train_*.npy and vocab.json (and data/pretrained/vectors.npy with pretrain.use, data/lm/ with
+lm.use); writes data/model/ (model.json, weights.npz, and train.json: the backend, device and the kept epoch's
+figures) and, through dvclive, metrics/epochs/ (each epoch's, as it ends: what `dvc exp show` and `dvc plots
+show` read). The loop (imdb_lstm/loop.py) keeps a checkpoint after each epoch: a run that was killed resumes
+after its last whole epoch, and ends as an uninterrupted run would; a finished run keeps its last one, so a
+longer run (`dvc exp run -S epochs=10` after 5) trains only the epochs it adds.
 With `validation` > 0 it holds out that fraction of the training split (never the test split),
 stops once the validation loss has not improved for `patience` epochs, and keeps the best epoch.
 With pretrain.use the embedding starts from the pretrained vectors and stays frozen for the first
@@ -77,14 +77,14 @@ def main():
                            [*INPUTS, Path(__file__)], backend.version())
 
     def publish(result):
-        with atomic_dir(MODEL) as tmp:
-            model.save_model(net, tmp, vocabulary=sha256_file(DATA / "vocab.json"))
         kept = result.kept
         best = result.best and {"best_epoch": kept.epoch, **kept.held_out}
-        write_json("metrics/train.json", {"backend": backend.version(), "device": backend.device(),
-                                          "reproducible": params["reproducible"], "epochs": params["epochs"],
-                                          "epochs_run": len(result.log), "loss": kept.loss,
-                                          "accuracy": kept.accuracy, **(best or {})})
+        with atomic_dir(MODEL) as tmp:
+            model.save_model(net, tmp, vocabulary=sha256_file(DATA / "vocab.json"))
+            write_json(tmp / "train.json", {"backend": backend.version(), "device": backend.device(),
+                                            "reproducible": params["reproducible"], "epochs": params["epochs"],
+                                            "epochs_run": len(result.log), "loss": kept.loss,
+                                            "accuracy": kept.accuracy, **(best or {})})
         print(f"train: {len(result.log)} epochs on {backend.version()} ({backend.device()}) in {result.seconds:.0f} "
               f"s; kept epoch {kept.epoch}: loss {kept.loss:.4f}, train accuracy {kept.accuracy:.4f}"
               + (f", validation accuracy {kept.held_out['val_accuracy']:.4f}" if best else ""))

@@ -9,7 +9,7 @@ from project import kill_stage_after, prepared_repo, run_here, set_params
 # from each epoch's generator; not on mindspore, which params.py refuses them) and the weights' average.
 RESUMABLE = {"epochs": 6, "validation": 0.5, "patience": 10, "adversarial": 0.05, "virtual_adversarial": 0.05,
              "weight_average": 0.9, "model": {"dropout": 0.3}}
-OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
+OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "data/model/train.json", "metrics/epochs/metrics.json",
            "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/val_loss.tsv"]
 
 
@@ -94,7 +94,7 @@ def test_a_run_that_stops_early_removes_its_checkpoint(tlx, tmp_path):
     repo = prepared_repo(tmp_path)
     set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25, "backend": IN_PROCESS})
     run_here(repo, "train")
-    assert repo.json("metrics/train.json")["epochs_run"] < 25, "the tiny data overfits: early stopping ends the run"
+    assert repo.json("data/model/train.json")["epochs_run"] < 25, "the tiny data overfits: early stopping ends the run"
     assert not (repo.path / ".checkpoints/train").exists()
 
 

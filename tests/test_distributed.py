@@ -69,7 +69,7 @@ def test_a_killed_process_ends_the_run_with_one_error_line_and_the_run_goes_on_f
     assert launcher.wait(timeout=120) == 1
     assert errors(logged) == ["error: process 1 of 2 was killed (SIGKILL); the others were stopped: rerun to go on "
                               "from the last checkpoint"]
-    assert not (repo.path / "data/model").exists() and not (repo.path / "metrics/train.json").exists()
+    assert not (repo.path / "data/model").exists()
     assert (repo.path / ".checkpoints/train/state.json").is_file()
     resumed = run(repo, "train", 2)
     assert "train: resuming after epoch" in resumed.stderr
@@ -157,7 +157,7 @@ def test_dvc_exp_run_trains_the_pipeline_in_two_processes_to_the_one_process_mod
     assert_close(*(weights(repo.path / "data/model/weights.npz") for repo in (one, two)))
     # and not by chance: the model moved well past the tolerance from where it started
     assert max(np.abs(w).max() for w in weights(two.path / "data/model/weights.npz")) > 0.5
-    one_figures, two_figures = one.json("metrics/train.json"), two.json("metrics/train.json")
+    one_figures, two_figures = one.json("data/model/train.json"), two.json("data/model/train.json")
     assert abs(one_figures.pop("loss") - two_figures.pop("loss")) < TOLERANCE
     assert one_figures == two_figures  # the accuracy counted over both processes' reviews
     shown = two.run("dvc", "exp", "show", "--csv", "--hide-workspace").stdout.splitlines()

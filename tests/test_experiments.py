@@ -11,7 +11,7 @@ import time
 
 import pytest
 from conftest import ROOT
-from project import Repo, make_repo
+from project import Repo, make_repo, set_params
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,20 @@ def finished_experiments(repo):
             params = data["params"]["params.yaml"]["data"]
             found[params["epochs"]] = data["metrics"]["metrics/epochs/metrics.json"]["data"]["step"]
     return found
+
+
+def test_a_run_made_before_comes_back_from_the_run_cache_without_running(repo):
+    """Back to params this checkout ran before, `dvc repro` restores train and evaluate from DVC's run-cache
+    (their uncached outputs are metrics and plots, which it keeps); report, whose PNGs are a plain uncached
+    output, runs again."""
+    set_params(repo.path / "params.yaml", {"epochs": 3})
+    assert "Running stage 'train'" in repo.run("dvc", "repro").stdout
+    repo.run("git", "checkout", "params.yaml")
+    back = repo.run("dvc", "repro").stdout
+    assert "Stage 'train' is cached" in back and "Stage 'evaluate' is cached" in back, back
+    assert [stage for stage in ("train", "evaluate", "report") if f"Running stage '{stage}'" in back] == ["report"]
+    assert repo.run("git", "status", "--porcelain").stdout == "", "the committed run's outputs and dvc.lock"
+    assert "up to date" in repo.run("dvc", "status").stdout
 
 
 def test_queued_experiments_run_to_completion_in_two_workers(repo):

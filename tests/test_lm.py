@@ -56,7 +56,8 @@ def test_with_lm_use_false_train_writes_the_bytes_it_writes_without_the_lm_stage
             run_here(repo, "lm")
         run_here(repo, "train")
     assert not (repos["without"].path / "data/lm").exists()
-    outputs = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json"]
+    outputs = ["data/model/weights.npz", "data/model/model.json", "data/model/train.json",
+               "metrics/epochs/metrics.json"]
     for output in outputs:
         assert (repos["with"].path / output).read_bytes() == (repos["without"].path / output).read_bytes(), output
 

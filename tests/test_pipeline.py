@@ -39,7 +39,7 @@ def test_repro_writes_every_output(trained, backend):
         assert labels.shape == (200,) and labels.dtype == np.int64 and set(labels) == {0, 1}
     assert len(json.loads((prepared / "vocab.json").read_text())["words"]) <= 52
     assert (repo.path / "data/model/weights.npz").exists()
-    train, evaluation = repo.json("metrics/train.json"), repo.json("metrics/eval.json")
+    train, evaluation = repo.json("data/model/train.json"), repo.json("metrics/eval.json")
     assert train["epochs"] == 10 and train["backend"].startswith(repo.backend)
     assert evaluation["reviews"] == 200
     assert evaluation["accuracy"] > 0.75, "the fixture's labels are learnable"
@@ -103,7 +103,9 @@ def test_dvc_plots_show_draws_every_chart_once(repo):
     assert "errors" not in shown
     assert {name: [plot["type"] for plot in plots] for name, plots in shown["data"].items()} == {
         "metrics/epochs/plots/metrics/loss.tsv": ["vega"], "metrics/epochs/plots/metrics/accuracy.tsv": ["vega"],
-        "Confusion matrix on the test split": ["vega"], "ROC curve on the test split": ["vega"]}
+        "metrics/confusion.csv": ["vega"], "metrics/roc.csv": ["vega"]}
+    assert [shown["data"][f"metrics/{name}.csv"][0]["content"]["title"]["text"] for name in ("confusion", "roc")] == [
+        "Confusion matrix on the test split", "ROC curve on the test split"]
     assert sorted(path.name for path in (repo.path / "metrics/plots").iterdir()) == [
         "confusion.png", "roc.png", "training.png"]
 

@@ -57,7 +57,7 @@ DIFFERENT_UNPINNED = {
     "tensorflow": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
     "mindspore": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
 }
-OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "metrics/train.json", "metrics/epochs/metrics.json",
+OUTPUTS = ["data/model/weights.npz", "data/model/model.json", "data/model/train.json", "metrics/epochs/metrics.json",
            "metrics/epochs/plots/metrics/loss.tsv", "metrics/epochs/plots/metrics/accuracy.tsv",
            "metrics/eval.json", "metrics/roc.csv", "metrics/confusion.csv"]
 
@@ -103,7 +103,7 @@ def covered_bytes(project, name):
     if name != "metrics/eval.json":
         return (project / name).read_bytes()
     figures = {**json.loads((project / name).read_text()),
-               "backend": json.loads((project / "metrics/train.json").read_text())["backend"]}
+               "backend": json.loads((project / "data/model/train.json").read_text())["backend"]}
     return (json.dumps(figures, indent=2, sort_keys=True) + "\n").encode()
 
 

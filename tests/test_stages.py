@@ -90,7 +90,7 @@ def test_a_stopped_training_leaves_no_model_or_metrics_and_the_next_run_trains(h
     assert leftovers(repo, "tokens", "prepared") == []
     set_params(repo.path / "params.yaml", {"epochs": 2})
     run_here(repo, "train")
-    assert repo.json("metrics/train.json")["epochs_run"] == 2
+    assert repo.json("data/model/train.json")["epochs_run"] == 2
 
 
 def test_a_loss_that_becomes_nan_stops_training_with_a_clear_error(here, monkeypatch):
@@ -106,7 +106,7 @@ def test_early_stopping_holds_out_part_of_train_and_keeps_the_best_epoch(here):
     repo = here
     set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 2, "epochs": 25})
     run_here(repo, "train")
-    train = repo.json("metrics/train.json")
+    train = repo.json("data/model/train.json")
     figures, steps = epochs(repo.path)
     assert sorted(figures) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert train["epochs_run"] == len(steps) <= 25 and steps == list(range(1, len(steps) + 1))
@@ -216,7 +216,7 @@ def test_virtual_adversarial_training_refuses_an_archive_without_unlabelled_revi
         run_here(repo, "train")
     assert str(refused.value) == ("data/raw/aclImdb_v1.tar.gz has no unlabelled reviews (train/unsup/) for virtual "
                                   "adversarial training: set virtual_adversarial to 0, or use the official archive")
-    assert not (repo.path / "data/model").exists() and not (repo.path / "metrics/train.json").exists()
+    assert not (repo.path / "data/model").exists()
 
 
 def test_pretrain_refuses_an_embedding_wider_than_the_vocabulary(here):
@@ -285,7 +285,7 @@ def test_frozen_pretrained_vectors_stay_as_they_are_then_tune_after_frozen_epoch
 
     set_params(repo.path / "params.yaml", {"validation": 0.5, "patience": 10})  # early stopping's copy of the
     train()                                                                     # best weights, beside the thaw
-    assert repo.json("metrics/train.json")["epochs_run"] == 6
+    assert repo.json("data/model/train.json")["epochs_run"] == 6
 
 
 def test_a_validation_split_too_small_for_early_stopping_is_refused(here):
