@@ -91,7 +91,7 @@ def stage_order(pipeline, target):
     ones it reads from: what `dvc repro TARGET` runs."""
     stages = pipeline["stages"]
     outs = {name: [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get(
-        "metrics", [])] for name, stage in stages.items()}
+        "metrics", []) + stage.get("plots", [])] for name, stage in stages.items()}
     order = []
 
     def visit(name):

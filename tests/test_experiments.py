@@ -124,14 +124,16 @@ def test_queued_experiments_run_to_completion_in_two_workers(repo):
     assert "lr" not in columns and not [column for column in columns if "/" in column and ":" not in column]
     shown = on_a_terminal(repo, [*command, "--no-pager"], 200)
     header = next(line for line in shown.splitlines() if "Experiment" in line)
-    assert "metrics/eval.json:accuracy" in header and "epochs" in header and "…" not in header, header
+    assert "metrics/eval.json:accuracy" in header and "epochs" in header and "…" not in header, shown
 
 
 def on_a_terminal(repo, command, columns):
-    """What `command` shows on a terminal `columns` wide (a pseudo-terminal: dvc fits its tables to it)."""
+    """What `command` shows on a terminal `columns` wide (a pseudo-terminal: dvc fits its tables to it; rich
+    reads TERM and COLUMNS before the terminal's size, so they say the same)."""
     terminal, process_end = os.openpty()
     fcntl.ioctl(process_end, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    process = subprocess.Popen(command, cwd=repo.path, env=repo.env, stdin=process_end, stdout=process_end,
+    env = {**repo.env, "TERM": "xterm", "COLUMNS": str(columns), "LINES": "50"}
+    process = subprocess.Popen(command, cwd=repo.path, env=env, stdin=process_end, stdout=process_end,
                                stderr=process_end)
     os.close(process_end)
     shown = b""

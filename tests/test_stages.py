@@ -295,11 +295,10 @@ def test_a_validation_split_too_small_for_early_stopping_is_refused(here):
 
 
 def test_leftovers_of_a_killed_run_are_removed_by_the_next_run_and_ignored_by_git(repo):
-    stale = [repo.path / "data/.model.k9x2.tmp", repo.path / "metrics/.train.json.k9x2.tmp"]
-    stale[0].mkdir(parents=True)
-    (stale[0] / "weights.npz").write_bytes(b"half")
-    stale[1].parent.mkdir(exist_ok=True)
-    stale[1].write_text("{")
+    stale = [repo.path / "data/.model.k9x2.tmp", repo.path / ".checkpoints/.train.k9x2.tmp"]
+    for folder in stale:
+        folder.mkdir(parents=True)
+        (folder / "weights.npz").write_bytes(b"half")
     assert repo.run("git", "status", "--porcelain", "--untracked-files=all").stdout.count(".tmp") == 0
     set_params(repo.path / "params.yaml", {"epochs": 1})
     run_stage(repo, "train").check_returncode()
